@@ -1,0 +1,2 @@
+//! sencha's command-line program.
+fn main() {}

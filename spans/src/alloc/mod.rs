@@ -1,0 +1,194 @@
+//! The embedded default allocator: size classes, typed allocation, page runs for large objects.
+//!
+//! - Address space comes from the OS in arenas of [`HeapConfig::arena_bytes`](crate::HeapConfig)
+//!   (64 MiB by default), 2 MiB-aligned and advised onto huge pages; the OS commits pages when
+//!   they are first touched.
+//! - Free memory is a map of free page runs (start, pages, dirty), first fit, coalescing on free.
+//! - A small object goes to the smallest of Go's 25 classes that holds it, in a *scan* span if
+//!   its layout has pointers and a *noscan* span if not. Each class keeps a current span and a
+//!   list of partly free spans; a slot is the first zero bit of the span's allocation bitmap.
+//!   Allocation zeroes the slot and writes the object's pointer bits into the span's pointer
+//!   bitmap, so marking never needs the layout.
+//! - A large object (over 512 bytes) takes a run of whole pages and a record holding its layout.
+//! - Allocation failure is [`Error::OutOfMemory`], never an abort.
+
+mod sweep;
+
+pub use sweep::SweepStats;
+
+use crate::arena::{ARENA_ALIGN, Arena};
+use crate::class::SizeClass;
+use crate::error::Error;
+use crate::heap::{Heap, SpanRecord};
+use crate::large::LargeObject;
+use crate::layout::{Layout, low_bits};
+use crate::pagemap::{ADDRESS_LIMIT, Entry};
+use crate::span::{CLASS_NOSCAN, LINE_WORDS, SPAN_BYTES, SPAN_LOG_BYTES, Span};
+
+/// Index of a default class in [`SizeClass::DEFAULTS`].
+fn default_index(class: SizeClass) -> Option<usize> {
+    SizeClass::DEFAULTS.iter().position(|&c| c == class)
+}
+
+impl Heap {
+    /// Allocates a zeroed object of `layout`, returning its address (never 0).
+    ///
+    /// Objects up to 512 bytes go to a span of the smallest default class that holds them;
+    /// larger ones become large objects.
+    ///
+    /// # Errors
+    /// [`Error::OutOfMemory`] when the OS refuses address space.
+    ///
+    /// # Examples
+    /// ```
+    /// use sencha_spans::{Heap, Layout};
+    /// let mut heap = Heap::new();
+    /// let s = heap.alloc(&Layout::no_pointers(100).unwrap()).unwrap();
+    /// let big = heap.alloc(&Layout::all_pointers(4096).unwrap()).unwrap();
+    /// assert_eq!(heap.object(s).unwrap().bytes(), 112);
+    /// assert_eq!(heap.object(big).unwrap().bytes(), 4096);
+    /// ```
+    pub fn alloc(&mut self, layout: &Layout) -> Result<usize, Error> {
+        match SizeClass::for_bytes(layout.bytes()) {
+            Some(class) => self.alloc_small(class, layout),
+            None => self.alloc_large(layout),
+        }
+    }
+
+    fn alloc_small(&mut self, class: SizeClass, layout: &Layout) -> Result<usize, Error> {
+        let ci = default_index(class).expect("for_bytes returns a default class");
+        let noscan = !layout.has_pointers();
+        let kind = noscan as usize;
+        loop {
+            let rec = match self.classes[ci][kind].current {
+                Some(r) => r,
+                None => {
+                    let r = match self.classes[ci][kind].partial.pop() {
+                        Some(r) => r,
+                        None => self.new_span(class, noscan)?,
+                    };
+                    self.classes[ci][kind].current = Some(r);
+                    r
+                }
+            };
+            let record = &mut self.spans[rec as usize];
+            match take_free_slot(record) {
+                Some(index) => {
+                    let base = record.base;
+                    let (span, _) = Span::in_map(&self.map, base).expect("live span is mapped");
+                    let words = class.words();
+                    span.zero_words(index * words, words);
+                    if !noscan {
+                        span.set_object_ptr_bits(index, layout.small_bits());
+                    }
+                    return Ok(base + index * class.bytes());
+                }
+                None => self.classes[ci][kind].current = None,
+            }
+        }
+    }
+
+    /// Carves a new span for `class` from a free page.
+    fn new_span(&mut self, class: SizeClass, noscan: bool) -> Result<u32, Error> {
+        let (base, _) = self.alloc_pages(1)?;
+        let rec = SpanRecord {
+            base,
+            class,
+            noscan,
+            custom: false,
+            alloc: [0; LINE_WORDS],
+            live: 0,
+            cursor: 0,
+        };
+        let i = self.add_span_record(rec)?;
+        let class_byte = class.words() as u8 | if noscan { CLASS_NOSCAN } else { 0 };
+        self.map.set(base, Entry::small(class_byte, i));
+        let (span, _) = Span::in_map(&self.map, base).expect("entry was just set");
+        span.init(class, noscan);
+        Ok(i)
+    }
+
+    fn alloc_large(&mut self, layout: &Layout) -> Result<usize, Error> {
+        let pages = layout.bytes().div_ceil(SPAN_BYTES);
+        let (start, dirty) = self.alloc_pages(pages)?;
+        let mut rec = LargeObject::in_arena(&self.arenas, start, pages * SPAN_BYTES, *layout)
+            .expect("alloc_pages returns pages of this heap's arenas");
+        if dirty {
+            rec.zero();
+        }
+        let i = self.add_large_record(rec)?;
+        self.map
+            .set_range(start, pages * SPAN_BYTES, Entry::large(i));
+        Ok(start)
+    }
+
+    /// Takes a run of `pages` free pages (first fit), reserving an arena if none fits.
+    /// Returns its start and whether it may hold old data.
+    pub(crate) fn alloc_pages(&mut self, pages: usize) -> Result<(usize, bool), Error> {
+        let found = self
+            .free_pages
+            .iter()
+            .find(|(_, (n, _))| *n >= pages)
+            .map(|(&s, &v)| (s, v));
+        let (start, (n, dirty)) = match found {
+            Some(f) => f,
+            None => {
+                let bytes = pages
+                    .checked_mul(SPAN_BYTES)
+                    .ok_or(Error::OutOfMemory { bytes: usize::MAX })?
+                    .max(self.config.arena_bytes)
+                    .next_multiple_of(ARENA_ALIGN);
+                let arena = Arena::reserve(bytes, self.config.huge_pages)?;
+                if arena.start() + arena.len() > ADDRESS_LIMIT {
+                    return Err(Error::OutOfMemory { bytes });
+                }
+                let (s, len) = (arena.start(), arena.len());
+                self.arenas.push(arena);
+                self.widen_range(s, len);
+                (s, (len >> SPAN_LOG_BYTES, false))
+            }
+        };
+        self.free_pages.remove(&start);
+        if n > pages {
+            self.free_pages
+                .insert(start + pages * SPAN_BYTES, (n - pages, dirty));
+        }
+        Ok((start, dirty))
+    }
+
+    /// Returns a run of pages to the free map, coalescing with its neighbours.
+    pub(crate) fn free_pages(&mut self, start: usize, pages: usize) {
+        let (mut start, mut pages) = (start, pages);
+        if let Some((&s, &(n, _))) = self.free_pages.range(..start).next_back()
+            && s + n * SPAN_BYTES == start
+        {
+            self.free_pages.remove(&s);
+            start = s;
+            pages += n;
+        }
+        let end = start + pages * SPAN_BYTES;
+        if let Some((n, _)) = self.free_pages.remove(&end) {
+            pages += n;
+        }
+        self.free_pages.insert(start, (pages, true));
+    }
+}
+
+/// Takes the first free slot of an embedded span, updating its allocation bits.
+fn take_free_slot(rec: &mut SpanRecord) -> Option<usize> {
+    let cap = rec.class.capacity();
+    let words = cap.div_ceil(64);
+    for w in rec.cursor as usize..words {
+        let valid = low_bits((cap - w * 64).min(64));
+        let free = !rec.alloc[w] & valid;
+        if free != 0 {
+            let b = free.trailing_zeros() as usize;
+            rec.alloc[w] |= 1 << b;
+            rec.live += 1;
+            rec.cursor = w as u8;
+            return Some(w * 64 + b);
+        }
+    }
+    rec.cursor = words as u8;
+    None
+}

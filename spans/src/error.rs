@@ -1,0 +1,155 @@
+//! Typed errors: every check on user input ends in one of these, never in a panic.
+
+use std::fmt;
+
+/// Everything that can go wrong when building, registering into or querying a heap.
+///
+/// `#[non_exhaustive]`: new checks may add variants in minor releases.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// An object size that is not a multiple of 8 from 16 to 512.
+    InvalidSizeClass {
+        /// The size asked for.
+        bytes: usize,
+    },
+    /// A layout of zero bytes, or one whose pointer words lie outside the object.
+    InvalidLayout {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A layout too large for where it was used (a small-object layout over 512 bytes, or a
+    /// layout larger than the object it describes).
+    LayoutTooLarge {
+        /// The layout's size in bytes.
+        bytes: usize,
+        /// The most that fits.
+        limit: usize,
+    },
+    /// A null address.
+    NullAddress,
+    /// An address that is not aligned as required.
+    Misaligned {
+        /// The address given.
+        addr: usize,
+        /// The alignment it needs, in bytes.
+        align: usize,
+    },
+    /// An address range that sencha cannot map (beyond 2^48, or wrapping around).
+    OutOfAddressSpace {
+        /// Start of the range.
+        addr: usize,
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// A length of zero, or one too large to be real.
+    InvalidLength {
+        /// The length given.
+        len: usize,
+    },
+    /// The range overlaps memory already registered with this heap (spans and large objects
+    /// may not share an 8 KiB page).
+    Overlap {
+        /// Start of the range given.
+        addr: usize,
+        /// A registered address inside it.
+        existing: usize,
+    },
+    /// This exact span or object is registered already.
+    AlreadyRegistered {
+        /// Its address.
+        addr: usize,
+    },
+    /// The address is not the start of a span or large object registered with this heap.
+    NotRegistered {
+        /// The address given.
+        addr: usize,
+    },
+    /// The address is in the heap but is not the start of an allocated object (an interior
+    /// pointer, a free slot, or a span's metadata tail).
+    NotAnObject {
+        /// The address given.
+        addr: usize,
+    },
+    /// The slot is allocated already.
+    SlotInUse {
+        /// The address given.
+        addr: usize,
+    },
+    /// A word index past the end of the object.
+    WordOutOfRange {
+        /// The index given.
+        word: usize,
+        /// The object's size in words.
+        words: usize,
+    },
+    /// The operating system refused memory.
+    OutOfMemory {
+        /// How many bytes were asked for.
+        bytes: usize,
+    },
+    /// A span that belongs to a custom allocator was given to an operation of the embedded
+    /// allocator, or the other way round.
+    WrongOwner {
+        /// The address given.
+        addr: usize,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Error::InvalidSizeClass { bytes } => write!(
+                f,
+                "invalid size class {bytes}: must be a multiple of 8 from 16 to 512 bytes"
+            ),
+            Error::InvalidLayout { reason } => write!(f, "invalid layout: {reason}"),
+            Error::LayoutTooLarge { bytes, limit } => {
+                write!(
+                    f,
+                    "layout of {bytes} bytes is larger than the {limit} bytes that fit"
+                )
+            }
+            Error::NullAddress => write!(f, "null address"),
+            Error::Misaligned { addr, align } => {
+                write!(f, "address {addr:#x} is not aligned to {align} bytes")
+            }
+            Error::OutOfAddressSpace { addr, len } => write!(
+                f,
+                "range {addr:#x}+{len:#x} lies outside the 48-bit address space sencha maps"
+            ),
+            Error::InvalidLength { len } => write!(f, "invalid length {len}"),
+            Error::Overlap { addr, existing } => write!(
+                f,
+                "range at {addr:#x} overlaps registered memory at {existing:#x} \
+                 (spans and large objects may not share an 8 KiB page)"
+            ),
+            Error::AlreadyRegistered { addr } => write!(f, "{addr:#x} is already registered"),
+            Error::NotRegistered { addr } => {
+                write!(f, "{addr:#x} is not a registered span or large object")
+            }
+            Error::NotAnObject { addr } => {
+                write!(f, "{addr:#x} is not the start of an allocated object")
+            }
+            Error::SlotInUse { addr } => write!(f, "slot {addr:#x} is already allocated"),
+            Error::WordOutOfRange { word, words } => {
+                write!(
+                    f,
+                    "word {word} is out of range for an object of {words} words"
+                )
+            }
+            Error::OutOfMemory { bytes } => {
+                write!(
+                    f,
+                    "the operating system refused {bytes} bytes of address space"
+                )
+            }
+            Error::WrongOwner { addr } => write!(
+                f,
+                "{addr:#x} belongs to the other allocator (embedded vs custom) than this call expects"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,521 @@
+//! The heap: the page map, the records of every span and large object, and the queries a
+//! marker and a mutator make of them.
+//!
+//! One [`Heap`] holds memory from the embedded allocator (`alloc`) and memory handed over by a
+//! custom allocator (`register`) side by side; a marker treats both alike.
+//!
+//! Ownership rules, which make the public API safe:
+//! - everything that changes the heap's shape (allocation, registration, sweep, clearing
+//!   marks, writing object words) takes `&mut Heap`;
+//! - marking takes `&Heap` and touches only the atomic mark and scan lines;
+//! - [`Span`] handles and `&LargeObject`s borrow the heap, so they cannot outlive a change.
+
+use std::collections::BTreeMap;
+
+use crate::arena::Arena;
+use crate::class::SizeClass;
+use crate::error::Error;
+use crate::large::LargeObject;
+use crate::pagemap::{ADDRESS_LIMIT, EntryKind, PageMap};
+use crate::span::{CLASS_NOSCAN, LINE_WORDS, SPAN_BYTES, Span};
+
+/// Settings of a heap's embedded allocator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeapConfig {
+    /// Advise arenas onto transparent huge pages (`MADV_HUGEPAGE`). Default: on. Marking is
+    /// dominated by random accesses, and huge pages cut their TLB misses.
+    pub huge_pages: bool,
+    /// Bytes reserved from the OS at a time (rounded up to 2 MiB). Default: 64 MiB.
+    pub arena_bytes: usize,
+}
+
+impl Default for HeapConfig {
+    fn default() -> Self {
+        HeapConfig {
+            huge_pages: true,
+            arena_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Book-keeping for one span.
+#[derive(Clone, Debug)]
+pub(crate) struct SpanRecord {
+    /// The span's base; 0 for a vacant record.
+    pub(crate) base: usize,
+    pub(crate) class: SizeClass,
+    pub(crate) noscan: bool,
+    pub(crate) custom: bool,
+    /// Allocated slots.
+    pub(crate) alloc: [u64; LINE_WORDS],
+    /// Number of allocated slots.
+    pub(crate) live: u32,
+    /// First alloc word that may have a free slot (embedded allocation cursor).
+    pub(crate) cursor: u8,
+}
+
+impl SpanRecord {
+    pub(crate) fn is_allocated(&self, index: usize) -> bool {
+        self.alloc[index / 64] >> (index % 64) & 1 != 0
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.live as usize == self.class.capacity()
+    }
+}
+
+/// What an address resolves to.
+#[derive(Clone, Copy, Debug)]
+pub enum Resolved<'h> {
+    /// Not an object of this heap: null, unmapped, free pages, a span's metadata tail, or past
+    /// the end of a large object.
+    NotInHeap,
+    /// A slot of a small-object span (allocated or not: [`Heap::object`] checks that).
+    Small(SmallObject<'h>),
+    /// Inside a large object.
+    Large(&'h LargeObject),
+}
+
+/// A slot in a span, as [`Heap::resolve`] finds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SmallObject<'h> {
+    /// The span.
+    pub span: Span<'h>,
+    /// The slot's index in the span.
+    pub index: usize,
+    /// The span's size class.
+    pub class: SizeClass,
+    /// Whether the span holds pointer-free objects.
+    pub noscan: bool,
+}
+
+impl SmallObject<'_> {
+    /// The slot's first byte.
+    #[inline]
+    pub fn addr(&self) -> usize {
+        self.span.base() + self.index * self.class.bytes()
+    }
+}
+
+/// An allocated object, as [`Heap::object`] finds it.
+#[derive(Clone, Copy, Debug)]
+pub enum Object<'h> {
+    /// A small object.
+    Small(SmallObject<'h>),
+    /// A large object.
+    Large(&'h LargeObject),
+}
+
+impl Object<'_> {
+    /// The object's first byte.
+    pub fn addr(&self) -> usize {
+        match self {
+            Object::Small(o) => o.addr(),
+            Object::Large(l) => l.start(),
+        }
+    }
+
+    /// The object's size in bytes (its slot size for small objects).
+    pub fn bytes(&self) -> usize {
+        match self {
+            Object::Small(o) => o.class.bytes(),
+            Object::Large(l) => l.bytes(),
+        }
+    }
+
+    /// Whether it is marked.
+    pub fn is_marked(&self) -> bool {
+        match self {
+            Object::Small(o) => o.span.is_marked(o.index),
+            Object::Large(l) => l.is_marked(),
+        }
+    }
+}
+
+/// Figures about a heap.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeapStats {
+    /// Registered small-object spans (embedded and custom).
+    pub spans: usize,
+    /// Of which registered by a custom allocator.
+    pub custom_spans: usize,
+    /// Allocated small objects.
+    pub small_objects: usize,
+    /// Bytes of allocated small-object slots.
+    pub small_bytes: usize,
+    /// Registered large objects.
+    pub large_objects: usize,
+    /// Bytes of large objects.
+    pub large_bytes: usize,
+    /// Address space reserved from the OS by the embedded allocator.
+    pub reserved_bytes: usize,
+    /// Page-map chunk tables allocated (64 KiB each).
+    pub page_map_tables: usize,
+}
+
+impl HeapStats {
+    /// Allocated objects, small and large.
+    pub fn objects(&self) -> usize {
+        self.small_objects + self.large_objects
+    }
+
+    /// Allocated bytes, small and large.
+    pub fn bytes(&self) -> usize {
+        self.small_bytes + self.large_bytes
+    }
+}
+
+/// Per default class and kind (scan, noscan): where the embedded allocator takes slots from.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ClassState {
+    pub(crate) current: Option<u32>,
+    pub(crate) partial: Vec<u32>,
+}
+
+/// A heap of spans and large objects, with its page map.
+///
+/// # Examples
+/// ```
+/// use sencha_spans::{Heap, Layout};
+/// let mut heap = Heap::new();
+/// let node = Layout::with_pointers(32, 0b11).unwrap();
+/// let a = heap.alloc(&node).unwrap();
+/// let b = heap.alloc(&node).unwrap();
+/// heap.write_word(a, 0, b).unwrap();
+/// assert_eq!(heap.read_word(a, 0).unwrap(), b);
+/// assert_eq!(heap.stats().small_objects, 2);
+/// ```
+#[derive(Debug)]
+pub struct Heap {
+    pub(crate) config: HeapConfig,
+    pub(crate) map: PageMap,
+    pub(crate) spans: Vec<SpanRecord>,
+    pub(crate) vacant_spans: Vec<u32>,
+    pub(crate) large: Vec<Option<LargeObject>>,
+    pub(crate) vacant_large: Vec<u32>,
+    pub(crate) arenas: Vec<Arena>,
+    /// Free page runs of the embedded allocator: start -> (pages, dirty).
+    pub(crate) free_pages: BTreeMap<usize, (usize, bool)>,
+    /// Embedded allocation state, `[default class index][noscan as usize]`.
+    pub(crate) classes: Vec<[ClassState; 2]>,
+    pub(crate) lo: usize,
+    pub(crate) hi: usize,
+}
+
+impl Default for Heap {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Heap {
+    /// An empty heap with the default configuration. Reserves nothing until the first
+    /// allocation.
+    pub fn new() -> Self {
+        Self::with_config(HeapConfig::default())
+    }
+
+    /// An empty heap with `config`.
+    pub fn with_config(config: HeapConfig) -> Self {
+        Heap {
+            config,
+            map: PageMap::new(),
+            spans: Vec::new(),
+            vacant_spans: Vec::new(),
+            large: Vec::new(),
+            vacant_large: Vec::new(),
+            arenas: Vec::new(),
+            free_pages: BTreeMap::new(),
+            classes: vec![Default::default(); SizeClass::DEFAULTS.len()],
+            lo: usize::MAX,
+            hi: 0,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &HeapConfig {
+        &self.config
+    }
+
+    /// What `addr` points into, in O(1): the hot lookup of marking.
+    ///
+    /// Interior addresses resolve to their object; addresses in a span's metadata tail, in free
+    /// pages or outside the heap resolve to [`Resolved::NotInHeap`]. A small slot is returned
+    /// whether allocated or not (marking does not read the allocation bits; sweep ignores marks
+    /// on free slots).
+    #[inline]
+    pub fn resolve(&self, addr: usize) -> Resolved<'_> {
+        match self.map.get(addr).kind() {
+            EntryKind::Small { class_byte, .. } => {
+                let Some((span, _)) = Span::in_map(&self.map, addr) else {
+                    return Resolved::NotInHeap;
+                };
+                let Some(class) = SizeClass::from_words(class_byte & !CLASS_NOSCAN) else {
+                    return Resolved::NotInHeap;
+                };
+                match class.index_of(addr - span.base()) {
+                    Some(index) => Resolved::Small(SmallObject {
+                        span,
+                        index,
+                        class,
+                        noscan: class_byte & CLASS_NOSCAN != 0,
+                    }),
+                    None => Resolved::NotInHeap,
+                }
+            }
+            EntryKind::Large { record } => match self.large.get(record as usize) {
+                Some(Some(l)) if l.contains(addr) => Resolved::Large(l),
+                _ => Resolved::NotInHeap,
+            },
+            EntryKind::Empty => Resolved::NotInHeap,
+        }
+    }
+
+    /// The allocated object that starts exactly at `addr`: what a precise root must be.
+    ///
+    /// # Errors
+    /// [`Error::NullAddress`] for 0; [`Error::NotRegistered`] outside the heap;
+    /// [`Error::NotAnObject`] for interior addresses, free slots and metadata.
+    pub fn object(&self, addr: usize) -> Result<Object<'_>, Error> {
+        if addr == 0 {
+            return Err(Error::NullAddress);
+        }
+        match self.resolve(addr) {
+            Resolved::NotInHeap => {
+                if self.map.get(addr).is_empty() {
+                    Err(Error::NotRegistered { addr })
+                } else {
+                    Err(Error::NotAnObject { addr })
+                }
+            }
+            Resolved::Small(o) => {
+                let rec = self
+                    .span_record(addr)
+                    .ok_or(Error::NotRegistered { addr })?;
+                if o.addr() == addr && rec.is_allocated(o.index) {
+                    Ok(Object::Small(o))
+                } else {
+                    Err(Error::NotAnObject { addr })
+                }
+            }
+            Resolved::Large(l) if l.start() == addr => Ok(Object::Large(l)),
+            Resolved::Large(_) => Err(Error::NotAnObject { addr }),
+        }
+    }
+
+    /// The allocated object that contains `addr`, interior addresses included: what a
+    /// conservative root may point to. `None` for everything else.
+    pub fn object_containing(&self, addr: usize) -> Option<Object<'_>> {
+        match self.resolve(addr) {
+            Resolved::NotInHeap => None,
+            Resolved::Small(o) => {
+                let rec = self.span_record(addr)?;
+                rec.is_allocated(o.index).then_some(Object::Small(o))
+            }
+            Resolved::Large(l) => Some(Object::Large(l)),
+        }
+    }
+
+    pub(crate) fn span_record(&self, addr: usize) -> Option<&SpanRecord> {
+        match self.map.get(addr).kind() {
+            EntryKind::Small { record, .. } => self.spans.get(record as usize),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn span_record_mut(&mut self, addr: usize) -> Option<&mut SpanRecord> {
+        match self.map.get(addr).kind() {
+            EntryKind::Small { record, .. } => self.spans.get_mut(record as usize),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn large_record_mut(&mut self, addr: usize) -> Option<&mut LargeObject> {
+        match self.map.get(addr).kind() {
+            EntryKind::Large { record } => self.large.get_mut(record as usize)?.as_mut(),
+            _ => None,
+        }
+    }
+
+    /// Reads word `w` of the object at `addr`.
+    ///
+    /// # Errors
+    /// As [`Heap::object`], and [`Error::WordOutOfRange`].
+    pub fn read_word(&self, addr: usize, w: usize) -> Result<usize, Error> {
+        match self.object(addr)? {
+            Object::Small(o) => {
+                check_word(w, o.class.words())?;
+                Ok(o.span.read_word(o.index * o.class.words() + w))
+            }
+            Object::Large(l) => {
+                check_word(w, l.layout().words())?;
+                Ok(l.read_word(w))
+            }
+        }
+    }
+
+    /// Writes word `w` of the object at `addr` (for example a pointer field).
+    ///
+    /// # Errors
+    /// As [`Heap::read_word`].
+    pub fn write_word(&mut self, addr: usize, w: usize, value: usize) -> Result<(), Error> {
+        match self.object(addr)? {
+            Object::Small(o) => {
+                check_word(w, o.class.words())?;
+                o.span.write_word(o.index * o.class.words() + w, value);
+                Ok(())
+            }
+            Object::Large(l) => {
+                check_word(w, l.layout().words())?;
+                self.large_record_mut(addr)
+                    .ok_or(Error::NotRegistered { addr })?
+                    .write_word(w, value);
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether the object at `addr` is marked.
+    ///
+    /// # Errors
+    /// As [`Heap::object`].
+    pub fn is_marked(&self, addr: usize) -> Result<bool, Error> {
+        Ok(self.object(addr)?.is_marked())
+    }
+
+    /// The lowest and one past the highest address of memory the heap holds: every pointer into
+    /// the heap lies in `lo .. hi` (a range filter for kernels; `(0, 0)` when empty).
+    #[inline]
+    pub fn address_range(&self) -> (usize, usize) {
+        if self.lo < self.hi {
+            (self.lo, self.hi)
+        } else {
+            (0, 0)
+        }
+    }
+
+    pub(crate) fn widen_range(&mut self, start: usize, len: usize) {
+        self.lo = self.lo.min(start);
+        self.hi = self.hi.max(start + len).min(ADDRESS_LIMIT);
+    }
+
+    /// Every registered span.
+    pub fn spans(&self) -> impl Iterator<Item = Span<'_>> + '_ {
+        self.spans
+            .iter()
+            .filter(|r| r.base != 0)
+            .filter_map(|r| Span::in_map(&self.map, r.base).map(|(s, _)| s))
+    }
+
+    /// Every registered large object.
+    pub fn large_objects(&self) -> impl Iterator<Item = &LargeObject> + '_ {
+        self.large.iter().flatten()
+    }
+
+    /// Every allocated object, small and large, in no particular order.
+    pub fn objects(&self) -> impl Iterator<Item = Object<'_>> + '_ {
+        let small = self
+            .spans
+            .iter()
+            .filter(|r| r.base != 0)
+            .flat_map(move |r| {
+                let (span, class_byte) =
+                    Span::in_map(&self.map, r.base).expect("a live record's span is in the map");
+                let class = r.class;
+                (0..class.capacity())
+                    .filter(|&i| r.is_allocated(i))
+                    .map(move |index| {
+                        Object::Small(SmallObject {
+                            span,
+                            index,
+                            class,
+                            noscan: class_byte & CLASS_NOSCAN != 0,
+                        })
+                    })
+            });
+        small.chain(self.large_objects().map(Object::Large))
+    }
+
+    /// The addresses of every marked, allocated object, sorted: what tests compare between
+    /// markers.
+    pub fn marked_objects(&self) -> Vec<usize> {
+        let mut v: Vec<usize> = self
+            .objects()
+            .filter(|o| o.is_marked())
+            .map(|o| o.addr())
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Clears every mark (and scanned bit), for marking again without sweeping.
+    pub fn clear_marks(&mut self) {
+        for r in self.spans.iter().filter(|r| r.base != 0) {
+            if let Some((s, _)) = Span::in_map(&self.map, r.base) {
+                s.reset_marks();
+            }
+        }
+        for l in self.large.iter_mut().flatten() {
+            l.reset_mark();
+        }
+    }
+
+    /// Figures about the heap.
+    pub fn stats(&self) -> HeapStats {
+        let mut s = HeapStats {
+            reserved_bytes: self.arenas.iter().map(Arena::len).sum(),
+            page_map_tables: self.map.chunk_tables(),
+            ..HeapStats::default()
+        };
+        for r in self.spans.iter().filter(|r| r.base != 0) {
+            s.spans += 1;
+            s.custom_spans += r.custom as usize;
+            s.small_objects += r.live as usize;
+            s.small_bytes += r.live as usize * r.class.bytes();
+        }
+        for l in self.large_objects() {
+            s.large_objects += 1;
+            s.large_bytes += l.bytes();
+        }
+        s
+    }
+
+    /// Adds a span record, reusing a vacant one.
+    pub(crate) fn add_span_record(&mut self, rec: SpanRecord) -> Result<u32, Error> {
+        if let Some(i) = self.vacant_spans.pop() {
+            self.spans[i as usize] = rec;
+            return Ok(i);
+        }
+        let i = u32::try_from(self.spans.len())
+            .map_err(|_| Error::OutOfMemory { bytes: SPAN_BYTES })?;
+        self.spans.push(rec);
+        Ok(i)
+    }
+
+    /// Vacates span record `i`.
+    pub(crate) fn remove_span_record(&mut self, i: u32) {
+        self.spans[i as usize].base = 0;
+        self.spans[i as usize].live = 0;
+        self.vacant_spans.push(i);
+    }
+
+    /// Adds a large-object record, reusing a vacant one.
+    pub(crate) fn add_large_record(&mut self, rec: LargeObject) -> Result<u32, Error> {
+        if let Some(i) = self.vacant_large.pop() {
+            self.large[i as usize] = Some(rec);
+            return Ok(i);
+        }
+        let i = u32::try_from(self.large.len())
+            .map_err(|_| Error::OutOfMemory { bytes: rec.bytes() })?;
+        self.large.push(Some(rec));
+        Ok(i)
+    }
+}
+
+fn check_word(w: usize, words: usize) -> Result<(), Error> {
+    if w < words {
+        Ok(())
+    } else {
+        Err(Error::WordOutOfRange { word: w, words })
+    }
+}

@@ -1,0 +1,81 @@
+//! The heap side of [sencha](https://docs.rs/sencha), a Green Tea–style span marker.
+//!
+//! # Overview
+//! Objects of up to 512 bytes live in **spans**: 8 KiB, 8 KiB-aligned blocks of one
+//! [`SizeClass`] each, whose last 256 bytes are inline metadata — a pointer bitmap (one bit per
+//! word), the scanned bits, and one 64-byte *mark line* with the marked bits, the class byte and
+//! the owner byte. Address arithmetic alone finds an object's span (`addr & !8191`), its index
+//! (a multiply and a shift) and its mark bit. Larger objects have their own records
+//! ([`LargeObject`]). The [`PageMap`](pagemap::PageMap) resolves any address to its span, its
+//! large object or "not in the heap" in O(1). The byte-exact layout is in `docs/SPAN_LAYOUT.md`
+//! and in the [`span`] module docs.
+//!
+//! A [`Heap`] holds spans and large objects from two sources side by side:
+//! - the **embedded allocator** ([`Heap::alloc`] with a [`Layout`], then [`Heap::sweep`]), for
+//!   users without an allocator of their own;
+//! - a **custom allocator**, which registers memory it owns ([`Heap::register_span`],
+//!   [`Heap::register_large`]); every registration is validated and bad input is a typed
+//!   [`Error`].
+//!
+//! The marker itself is the `sencha` crate, which re-exports this one.
+//!
+//! # Example: allocate, mark by hand, sweep
+//! ```
+//! use sencha_spans::{Heap, Layout};
+//! let mut heap = Heap::new();
+//! let pair = Layout::all_pointers(16).unwrap();
+//! let a = heap.alloc(&pair).unwrap();
+//! let b = heap.alloc(&pair).unwrap();
+//! heap.write_word(a, 0, b).unwrap();
+//! heap.mark_object(a).unwrap();
+//! let swept = heap.sweep();
+//! assert_eq!(swept.freed_objects, 1); // b was not marked
+//! assert!(heap.object(b).is_err());
+//! ```
+//!
+//! # Example: register a custom allocator's span
+//! ```
+//! use sencha_spans::{Error, Heap, OwnedMemory, SizeClass};
+//! #[repr(C, align(8192))]
+//! struct SpanMem([u8; 8192]);
+//! let mut heap = Heap::new();
+//! let mem = Box::leak(Box::new(SpanMem([0; 8192])));
+//! let base = heap.register_span(OwnedMemory::from_static(&mut mem.0), SizeClass::new(64).unwrap(), false);
+//! assert!(base.is_ok());
+//! assert!(matches!(SizeClass::new(20), Err(Error::InvalidSizeClass { bytes: 20 })));
+//! ```
+//!
+//! # Crate features
+//! - `testing` (unstable, for sencha's own tests, benchmarks and fuzzers): the [`testing`]
+//!   module with heap fixtures and check functions.
+//!
+//! # Unsafe code
+//! `unsafe` is denied crate-wide and allowed only in the modules marked below: `span` (views of
+//! span memory), `large` (reads of large-object memory) and `register` (the caller's promise
+//! that handed-over memory is theirs). Every block carries a `// SAFETY:` comment.
+#![deny(missing_docs)]
+
+mod alloc;
+mod arena;
+mod class;
+mod error;
+mod heap;
+#[allow(unsafe_code)]
+mod large;
+mod layout;
+pub mod pagemap;
+#[allow(unsafe_code)]
+mod register;
+#[allow(unsafe_code)]
+pub mod span;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+pub use alloc::SweepStats;
+pub use class::SizeClass;
+pub use error::Error;
+pub use heap::{Heap, HeapConfig, HeapStats, Object, Resolved, SmallObject};
+pub use large::LargeObject;
+pub use layout::{Layout, MAX_OBJECT_BYTES};
+pub use register::OwnedMemory;
+pub use span::{Owner, SPAN_BYTES, Span};

@@ -1,0 +1,335 @@
+//! The registration API: a custom allocator hands sencha the spans and large objects it owns.
+//!
+//! A custom allocator keeps its memory and its allocation policy; sencha keeps the marking
+//! metadata. The allocator
+//! 1. registers each 8 KiB-aligned span with a size class and scan/noscan
+//!    ([`Heap::register_span`]); the span's last 256 bytes become sencha's metadata, the first
+//!    `capacity * size` bytes stay the allocator's objects;
+//! 2. tells sencha about each object it places in a registered span
+//!    ([`Heap::init_object`], which records the slot as allocated and writes its pointer bits)
+//!    and each object it frees ([`Heap::free_object`]);
+//! 3. registers each large object with its layout ([`Heap::register_large`]);
+//! 4. after a mark, calls [`Heap::sweep`], then reads which slots are still allocated
+//!    ([`Heap::allocated_slots`]) and which large objects were freed
+//!    ([`SweepStats::freed_custom_large`](crate::SweepStats)).
+//!
+//! Every call validates its input and returns a typed [`Error`]; on error the heap is unchanged.
+//! The one thing sencha cannot check is that the memory really is the caller's: that promise is
+//! made once, when building an [`OwnedMemory`]. That promise, and turning it into a large-object
+//! record, are this module's only `unsafe`.
+
+use crate::class::SizeClass;
+use crate::error::Error;
+use crate::heap::{Heap, Resolved, SpanRecord};
+use crate::large::LargeObject;
+use crate::layout::Layout;
+use crate::pagemap::{ADDRESS_LIMIT, Entry, EntryKind};
+use crate::span::{CLASS_NOSCAN, LINE_WORDS, SPAN_BYTES, Span};
+
+/// Memory a custom allocator owns and hands to a heap.
+///
+/// Building one is the caller's promise that the range is valid, readable and writable memory
+/// that nothing else frees or reuses while it is registered with a heap. Everything else
+/// (alignment, size, overlap) is checked at registration.
+#[derive(Debug)]
+pub struct OwnedMemory {
+    addr: usize,
+    len: usize,
+}
+
+impl OwnedMemory {
+    /// Wraps `len` bytes at `addr`.
+    ///
+    /// # Safety
+    /// - `addr .. addr + len` is valid for reads and writes;
+    /// - it stays valid, and nothing but its allocator (through the heap's API) and sencha
+    ///   accesses it, until it is unregistered, freed by a sweep
+    ///   ([`SweepStats::freed_custom_large`](crate::SweepStats)) or the heap is dropped;
+    /// - while a marker runs, no thread writes to it.
+    pub unsafe fn new_unchecked(addr: *mut u8, len: usize) -> Self {
+        OwnedMemory {
+            addr: addr as usize,
+            len,
+        }
+    }
+
+    /// Wraps memory leaked for the life of the program (always valid, so this is safe).
+    pub fn from_static(mem: &'static mut [u8]) -> Self {
+        OwnedMemory {
+            addr: mem.as_mut_ptr() as usize,
+            len: mem.len(),
+        }
+    }
+
+    /// The first byte.
+    pub fn addr(&self) -> usize {
+        self.addr
+    }
+
+    /// The length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the length is zero.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Heap {
+    /// Checks that `addr .. addr + len` is a sane range no one has registered yet.
+    fn check_free_range(&self, addr: usize, len: usize, align: usize) -> Result<(), Error> {
+        if addr == 0 {
+            return Err(Error::NullAddress);
+        }
+        if len == 0 {
+            return Err(Error::InvalidLength { len });
+        }
+        if !addr.is_multiple_of(align) {
+            return Err(Error::Misaligned { addr, align });
+        }
+        match addr.checked_add(len) {
+            Some(end) if end <= ADDRESS_LIMIT => {}
+            _ => return Err(Error::OutOfAddressSpace { addr, len }),
+        }
+        if let Some(page) = self.map.first_used(addr, len) {
+            let existing = match self.resolve(page) {
+                Resolved::Large(l) => l.start(),
+                _ => page,
+            };
+            return Err(if existing == addr {
+                Error::AlreadyRegistered { addr }
+            } else {
+                Error::Overlap { addr, existing }
+            });
+        }
+        if let Some(a) = self
+            .arenas
+            .iter()
+            .find(|a| addr < a.start() + a.len() && a.start() < addr + len)
+        {
+            return Err(Error::Overlap {
+                addr,
+                existing: a.start(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Registers an 8 KiB span of a custom allocator, for objects of `class`; `noscan` spans
+    /// hold only pointer-free objects. Writes the span's metadata (its last 256 bytes).
+    ///
+    /// # Errors
+    /// [`Error::NullAddress`], [`Error::InvalidLength`] (not exactly 8 KiB),
+    /// [`Error::Misaligned`] (not 8 KiB-aligned), [`Error::OutOfAddressSpace`],
+    /// [`Error::AlreadyRegistered`], [`Error::Overlap`].
+    ///
+    /// # Examples
+    /// ```
+    /// use sencha_spans::{Heap, OwnedMemory, SizeClass, Layout};
+    /// #[repr(C, align(8192))]
+    /// struct SpanMem([u8; 8192]);
+    /// let mem: &'static mut SpanMem = Box::leak(Box::new(SpanMem([0; 8192])));
+    /// let mut heap = Heap::new();
+    /// let base = heap
+    ///     .register_span(OwnedMemory::from_static(&mut mem.0), SizeClass::new(40).unwrap(), false)
+    ///     .unwrap();
+    /// heap.init_object(base + 40, &Layout::with_pointers(40, 0b1).unwrap()).unwrap();
+    /// assert!(heap.object(base + 40).is_ok());
+    /// assert!(heap.object(base).is_err()); // slot 0 was never handed out
+    /// ```
+    pub fn register_span(
+        &mut self,
+        mem: OwnedMemory,
+        class: SizeClass,
+        noscan: bool,
+    ) -> Result<usize, Error> {
+        if mem.len != SPAN_BYTES && mem.addr != 0 {
+            return Err(Error::InvalidLength { len: mem.len });
+        }
+        self.check_free_range(mem.addr, mem.len, SPAN_BYTES)?;
+        let base = mem.addr;
+        let rec = SpanRecord {
+            base,
+            class,
+            noscan,
+            custom: true,
+            alloc: [0; LINE_WORDS],
+            live: 0,
+            cursor: 0,
+        };
+        let i = self.add_span_record(rec)?;
+        let class_byte = class.words() as u8 | if noscan { CLASS_NOSCAN } else { 0 };
+        self.map.set(base, Entry::small(class_byte, i));
+        let (span, _) = Span::in_map(&self.map, base).expect("entry was just set");
+        span.init(class, noscan);
+        self.widen_range(base, SPAN_BYTES);
+        Ok(base)
+    }
+
+    /// Unregisters a custom span; its memory is the allocator's again. Objects in it are gone
+    /// from the heap.
+    ///
+    /// # Errors
+    /// [`Error::NotRegistered`] unless `base` is a registered span's base;
+    /// [`Error::WrongOwner`] for a span of the embedded allocator.
+    pub fn unregister_span(&mut self, base: usize) -> Result<(), Error> {
+        let record = match self.map.get(base).kind() {
+            EntryKind::Small { record, .. } if base.is_multiple_of(SPAN_BYTES) => record,
+            _ => return Err(Error::NotRegistered { addr: base }),
+        };
+        if !self.spans[record as usize].custom {
+            return Err(Error::WrongOwner { addr: base });
+        }
+        self.map.set(base, Entry::EMPTY);
+        self.remove_span_record(record);
+        Ok(())
+    }
+
+    /// Registers a large object of a custom allocator: `mem` holds it from its first byte,
+    /// `layout` says its size and pointer words. `mem` may be longer than the object, and may
+    /// start anywhere 8-byte aligned, but no page of it may be shared with another registered
+    /// span or large object (the page map resolves whole 8 KiB pages).
+    ///
+    /// Returns the object's address. The memory is read as it is: the caller initialises it.
+    ///
+    /// # Errors
+    /// As [`Heap::register_span`] (alignment 8), and [`Error::LayoutTooLarge`] when the layout
+    /// is longer than `mem`.
+    pub fn register_large(&mut self, mem: OwnedMemory, layout: &Layout) -> Result<usize, Error> {
+        self.check_free_range(mem.addr, mem.len, 8)?;
+        if layout.bytes() > mem.len {
+            return Err(Error::LayoutTooLarge {
+                bytes: layout.bytes(),
+                limit: mem.len,
+            });
+        }
+        // SAFETY: OwnedMemory's contract (made by the caller in new_unchecked, or by
+        // from_static) says `mem` is valid for reads and writes while registered; alignment to
+        // 8 and layout.bytes() <= mem.len were checked above.
+        let rec = unsafe { LargeObject::new_unchecked(mem.addr, mem.len, *layout, true) };
+        let i = self.add_large_record(rec)?;
+        self.map.set_range(mem.addr, mem.len, Entry::large(i));
+        self.widen_range(mem.addr, mem.len);
+        Ok(mem.addr)
+    }
+
+    /// Unregisters a custom large object; its memory is the allocator's again.
+    ///
+    /// # Errors
+    /// [`Error::NotRegistered`] unless `start` is a registered large object's first byte;
+    /// [`Error::WrongOwner`] for one of the embedded allocator.
+    pub fn unregister_large(&mut self, start: usize) -> Result<(), Error> {
+        let record = match self.map.get(start).kind() {
+            EntryKind::Large { record } => record as usize,
+            _ => return Err(Error::NotRegistered { addr: start }),
+        };
+        let (claim, custom) = match &self.large[record] {
+            Some(l) if l.start() == start => (l.claim(), l.is_custom()),
+            _ => return Err(Error::NotRegistered { addr: start }),
+        };
+        if !custom {
+            return Err(Error::WrongOwner { addr: start });
+        }
+        self.map.set_range(start, claim, Entry::EMPTY);
+        self.large[record] = None;
+        self.vacant_large.push(record as u32);
+        Ok(())
+    }
+
+    /// Records that the custom allocator placed an object of `layout` at `addr`, a slot start
+    /// of a registered custom span: marks the slot allocated and writes its pointer bits. The
+    /// object's memory is left as the allocator wrote it.
+    ///
+    /// # Errors
+    /// [`Error::NotRegistered`] outside custom spans; [`Error::WrongOwner`] in an embedded
+    /// span; [`Error::NotAnObject`] for an address that is not a slot start;
+    /// [`Error::SlotInUse`]; [`Error::LayoutTooLarge`] when the layout exceeds the class;
+    /// [`Error::InvalidLayout`] for a layout with pointers in a noscan span.
+    pub fn init_object(&mut self, addr: usize, layout: &Layout) -> Result<(), Error> {
+        let o = match self.resolve(addr) {
+            Resolved::Small(o) => o,
+            Resolved::Large(_) => return Err(Error::WrongOwner { addr }),
+            Resolved::NotInHeap => {
+                return Err(if self.map.get(addr).is_empty() {
+                    Error::NotRegistered { addr }
+                } else {
+                    Error::NotAnObject { addr }
+                });
+            }
+        };
+        let rec = self
+            .span_record(addr)
+            .ok_or(Error::NotRegistered { addr })?;
+        if !rec.custom {
+            return Err(Error::WrongOwner { addr });
+        }
+        if o.addr() != addr {
+            return Err(Error::NotAnObject { addr });
+        }
+        if rec.is_allocated(o.index) {
+            return Err(Error::SlotInUse { addr });
+        }
+        if layout.bytes() > o.class.bytes() {
+            return Err(Error::LayoutTooLarge {
+                bytes: layout.bytes(),
+                limit: o.class.bytes(),
+            });
+        }
+        if o.noscan && layout.has_pointers() {
+            return Err(Error::InvalidLayout {
+                reason: "a layout with pointers in a noscan span",
+            });
+        }
+        if !o.noscan {
+            o.span.set_object_ptr_bits(o.index, layout.small_bits());
+        }
+        let index = o.index;
+        let rec = self
+            .span_record_mut(addr)
+            .ok_or(Error::NotRegistered { addr })?;
+        rec.alloc[index / 64] |= 1 << (index % 64);
+        rec.live += 1;
+        Ok(())
+    }
+
+    /// Records that the custom allocator freed the object at `addr`.
+    ///
+    /// # Errors
+    /// [`Error::NullAddress`], [`Error::NotRegistered`], [`Error::NotAnObject`] (not an
+    /// allocated small object's start), [`Error::WrongOwner`] (an embedded span's object).
+    pub fn free_object(&mut self, addr: usize) -> Result<(), Error> {
+        let o = match self.object(addr)? {
+            crate::Object::Small(o) => o,
+            crate::Object::Large(_) => return Err(Error::NotAnObject { addr }),
+        };
+        if !self.span_record(addr).is_some_and(|r| r.custom) {
+            return Err(Error::WrongOwner { addr });
+        }
+        if !o.noscan {
+            o.span.set_object_ptr_bits(o.index, 0);
+        }
+        let index = o.index;
+        let rec = self
+            .span_record_mut(addr)
+            .ok_or(Error::NotRegistered { addr })?;
+        rec.alloc[index / 64] &= !(1 << (index % 64));
+        rec.live -= 1;
+        Ok(())
+    }
+
+    /// The allocated-slot bitmap of the span at `base` (bit `i` of word `i / 64` = slot `i`):
+    /// after a sweep, a custom allocator reuses the clear bits below the class's capacity.
+    ///
+    /// # Errors
+    /// [`Error::NotRegistered`] unless `base` is a registered span's base.
+    pub fn allocated_slots(&self, base: usize) -> Result<[u64; LINE_WORDS], Error> {
+        if !base.is_multiple_of(SPAN_BYTES) {
+            return Err(Error::NotRegistered { addr: base });
+        }
+        self.span_record(base)
+            .map(|r| r.alloc)
+            .ok_or(Error::NotRegistered { addr: base })
+    }
+}

@@ -1,0 +1,1 @@
+//! Integration tests of sencha-spans, in one binary.

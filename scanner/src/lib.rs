@@ -4,5 +4,13 @@
 //! (per-worker span queues, stealing, span kernels) is being built.
 #![deny(missing_docs)]
 
+mod error;
+pub mod kernel;
+
+pub use error::Error;
+pub use kernel::{Kernel, KernelChoice};
 pub use sencha_spans as spans;
-pub use sencha_spans::{Error, Heap, HeapConfig, Layout, OwnedMemory, SizeClass, SweepStats};
+pub use sencha_spans::{Heap, HeapConfig, Layout, OwnedMemory, SizeClass, SweepStats};
+
+/// The most workers a marker may run.
+pub const MAX_WORKERS: usize = 256;

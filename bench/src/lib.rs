@@ -1,0 +1,2 @@
+//! sencha's workloads and benchmark helpers, shared by the CLI, criterion and iai suites.
+#![deny(missing_docs)]

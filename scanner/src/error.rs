@@ -1,0 +1,69 @@
+//! The marker's typed errors.
+
+use std::fmt;
+
+/// Everything that can go wrong when building a marker or giving it roots.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// A heap error (an invalid root address, a bad registration, ...).
+    Heap(sencha_spans::Error),
+    /// The kernel tier asked for is not available on this CPU (or not compiled for it).
+    KernelUnavailable {
+        /// The tier's name.
+        tier: &'static str,
+    },
+    /// `SENCHA_KERNEL` holds something other than `scalar`, `avx512` or `auto`.
+    InvalidKernelName {
+        /// The value found.
+        value: String,
+    },
+    /// Zero workers, or more than [`MAX_WORKERS`](crate::MAX_WORKERS).
+    InvalidWorkers {
+        /// The count asked for.
+        workers: usize,
+    },
+    /// The rayon thread pool could not be built.
+    ThreadPool {
+        /// rayon's message.
+        message: String,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Heap(e) => write!(f, "{e}"),
+            Error::KernelUnavailable { tier } => {
+                write!(f, "the {tier} kernel tier is not available on this CPU")
+            }
+            Error::InvalidKernelName { value } => write!(
+                f,
+                "unknown kernel tier {value:?}: expected \"scalar\", \"avx512\" or \"auto\""
+            ),
+            Error::InvalidWorkers { workers } => write!(
+                f,
+                "invalid worker count {workers}: must be 1 to {}",
+                crate::MAX_WORKERS
+            ),
+            Error::ThreadPool { message } => {
+                write!(f, "could not build the thread pool: {message}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Heap(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<sencha_spans::Error> for Error {
+    fn from(e: sencha_spans::Error) -> Self {
+        Error::Heap(e)
+    }
+}

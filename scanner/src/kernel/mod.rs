@@ -1,0 +1,201 @@
+//! Span kernels: bulk-scan the grey objects of one span into a buffer of pointer values.
+//!
+//! # Contract (DESIGN §7)
+//! Given a scan span, its grey-object mask (bit `i` of word `i / 64` = object `i`) and the
+//! heap's address range, write the value of every pointer word (per the span's pointer bitmap)
+//! of every grey object, in address order, keeping only values `v` with `lo <= v < hi` (so
+//! nulls, small integers and out-of-heap garbage are dropped; `lo >= 1`), into a
+//! [`GatherBuf`]; return the count. Every tier returns exactly the scalar tier's output.
+//!
+//! # Tiers and dispatch
+//! A [`Kernel`] is a small `Copy` token, detected once per marker and matched once per span;
+//! the whole span loop runs inside one `#[target_feature]` function. An AVX-512 `Kernel` can be
+//! built only by [`Kernel::avx512`], after detection succeeded, which is what makes the one
+//! `unsafe` dispatch below sound.
+//!
+//! [`KernelChoice`] picks a tier: `Auto` reads `SENCHA_KERNEL=scalar|avx512|auto` once (unset
+//! means detect), `Scalar` and `Avx512` force one; asking for an absent tier is
+//! [`Error::KernelUnavailable`], never a crash.
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+pub mod avx512;
+pub mod scalar;
+#[cfg(test)]
+mod tests;
+
+use sencha_spans::Span;
+use sencha_spans::span::{LINE_WORDS, SPAN_WORDS};
+
+use crate::error::Error;
+
+/// Capacity of a [`GatherBuf`]: every word of a span, plus one frame of slack for tiers that
+/// store whole 8-word frames.
+pub const GATHER_CAP: usize = SPAN_WORDS + 8;
+
+/// The output buffer of a kernel: pointer values, 64-byte aligned.
+#[repr(C, align(64))]
+#[derive(Clone)]
+pub struct GatherBuf(pub [usize; GATHER_CAP]);
+
+impl Default for GatherBuf {
+    fn default() -> Self {
+        GatherBuf([0; GATHER_CAP])
+    }
+}
+
+impl std::fmt::Debug for GatherBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GatherBuf")
+    }
+}
+
+/// The address filter of a gather: keep `v` when `lo <= v < hi`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeapRange {
+    lo: usize,
+    hi: usize,
+}
+
+impl HeapRange {
+    /// The range `lo .. hi`, with `lo` raised to 1 so that null is always dropped.
+    pub fn new(lo: usize, hi: usize) -> Self {
+        let lo = lo.max(1);
+        HeapRange { lo, hi: hi.max(lo) }
+    }
+
+    /// Lowest kept value (at least 1).
+    #[inline]
+    pub fn lo(self) -> usize {
+        self.lo
+    }
+
+    /// One past the highest kept value.
+    #[inline]
+    pub fn hi(self) -> usize {
+        self.hi
+    }
+
+    /// Whether `v` is kept: one unsigned compare, `v - lo < hi - lo`.
+    #[inline]
+    pub fn contains(self, v: usize) -> bool {
+        v.wrapping_sub(self.lo) < self.hi - self.lo
+    }
+}
+
+/// Which tier a marker should use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KernelChoice {
+    /// `SENCHA_KERNEL` if set, else the best tier this CPU has.
+    #[default]
+    Auto,
+    /// The portable scalar tier.
+    Scalar,
+    /// The AVX-512 tier; an error where the CPU lacks it.
+    Avx512,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tier {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+/// A detected kernel tier: proof that the CPU supports it.
+///
+/// ```compile_fail
+/// // A Kernel cannot be built by hand: its field is private.
+/// let k = sencha::Kernel(());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Kernel(Tier);
+
+impl Kernel {
+    /// The portable tier, available everywhere.
+    pub fn scalar() -> Self {
+        Kernel(Tier::Scalar)
+    }
+
+    /// The AVX-512 tier, if this CPU has every feature it needs (`None` elsewhere).
+    pub fn avx512() -> Option<Self> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            avx512::detected().then_some(Kernel(Tier::Avx512))
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            None
+        }
+    }
+
+    /// The best tier this CPU has.
+    pub fn detect() -> Self {
+        Self::avx512().unwrap_or_else(Self::scalar)
+    }
+
+    /// Every tier available here: scalar first, then each detected SIMD tier.
+    pub fn available() -> impl Iterator<Item = Self> {
+        std::iter::once(Self::scalar()).chain(Self::avx512())
+    }
+
+    /// The tier for `choice`. `Auto` reads `SENCHA_KERNEL` (unset or `auto`: detect).
+    ///
+    /// # Errors
+    /// [`Error::KernelUnavailable`] for a tier this CPU lacks; [`Error::InvalidKernelName`]
+    /// for an unknown `SENCHA_KERNEL` value.
+    pub fn from_choice(choice: KernelChoice) -> Result<Self, Error> {
+        match choice {
+            KernelChoice::Scalar => Ok(Self::scalar()),
+            KernelChoice::Avx512 => {
+                Self::avx512().ok_or(Error::KernelUnavailable { tier: "avx512" })
+            }
+            KernelChoice::Auto => match std::env::var("SENCHA_KERNEL") {
+                Err(_) => Ok(Self::detect()),
+                Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
+                    "" | "auto" => Ok(Self::detect()),
+                    "scalar" => Ok(Self::scalar()),
+                    "avx512" => Self::avx512().ok_or(Error::KernelUnavailable { tier: "avx512" }),
+                    _ => Err(Error::InvalidKernelName { value: v }),
+                },
+            },
+        }
+    }
+
+    /// The tier's name: `"scalar"` or `"avx512"`.
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            Tier::Scalar => "scalar",
+            #[cfg(target_arch = "x86_64")]
+            Tier::Avx512 => "avx512",
+        }
+    }
+
+    /// Gathers the in-range pointer values of the grey objects of `span` into `out`, in
+    /// address order; returns how many (see the module docs for the contract).
+    ///
+    /// `span` must be a scan span; grey bits at or past the class capacity are ignored.
+    #[inline]
+    #[allow(unsafe_code)]
+    pub fn gather(
+        self,
+        span: Span<'_>,
+        grey: &[u64; LINE_WORDS],
+        range: HeapRange,
+        out: &mut GatherBuf,
+    ) -> usize {
+        match self.0 {
+            Tier::Scalar => scalar::gather(span, grey, range, out),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: Tier::Avx512 is built only by Kernel::avx512, after avx512::detected()
+            // confirmed every feature in avx512::FEATURES, the set avx512::gather enables.
+            Tier::Avx512 => unsafe { avx512::gather(span, grey, range, out) },
+        }
+    }
+}
+
+impl std::fmt::Display for Kernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}

@@ -23,6 +23,15 @@ pub enum Error {
         /// The count asked for.
         workers: usize,
     },
+    /// A precise root that is neither null nor the first byte of an allocated object.
+    InvalidRoot {
+        /// Its position among the precise roots.
+        index: usize,
+        /// The address.
+        addr: usize,
+        /// What the heap says about it.
+        error: sencha_spans::Error,
+    },
     /// The rayon thread pool could not be built.
     ThreadPool {
         /// rayon's message.
@@ -46,6 +55,12 @@ impl fmt::Display for Error {
                 "invalid worker count {workers}: must be 1 to {}",
                 crate::MAX_WORKERS
             ),
+            Error::InvalidRoot { index, addr, error } => {
+                write!(
+                    f,
+                    "precise root #{index} ({addr:#x}) is not an object: {error}"
+                )
+            }
             Error::ThreadPool { message } => {
                 write!(f, "could not build the thread pool: {message}")
             }
@@ -56,7 +71,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Heap(e) => Some(e),
+            Error::Heap(e) | Error::InvalidRoot { error: e, .. } => Some(e),
             _ => None,
         }
     }

@@ -1,16 +1,77 @@
-//! sencha: a Green Tea-style span marker for garbage collectors.
+//! sencha: a Green Tea–style span marker for garbage collectors.
 //!
-//! The heap side lives in [`sencha_spans`], re-exported here as [`spans`]. The marker itself
-//! (per-worker span queues, stealing, span kernels) is being built.
+//! # Overview
+//! sencha finds every live object of a heap, fast, on many cores. Objects of up to 512 bytes
+//! live in 8 KiB spans with their mark metadata inline ([`spans`], the `sencha-spans` crate,
+//! re-exported here). Marking follows Go's Green Tea design: finding a pointer to a small
+//! object only sets its marked bit and, the first time, queues its **span**; when a worker takes
+//! the span it scans every grey object in it at once, through a SIMD span kernel when there
+//! are many. Each worker has its own span queue; idle workers steal.
+//!
+//! - [`Marker`] runs the Green Tea marker ([`Algorithm::GreenTea`]) or the classic
+//!   object-at-a-time baseline ([`Algorithm::Baseline`]) on a rayon pool.
+//! - [`reference::mark`] is the obviously-correct single-threaded oracle.
+//! - [`Kernel`] is the span-kernel tier (`scalar` everywhere, `avx512` on x86_64 CPUs that have
+//!   it), detected once per marker.
+//!
+//! # Example: mark a small heap, then sweep
+//! ```
+//! use sencha::{Heap, Layout, Marker, Roots};
+//! let mut heap = Heap::new();
+//! let cons = Layout::all_pointers(16).unwrap();
+//! let list = (0..1000).try_fold(0usize, |next, _| {
+//!     let cell = heap.alloc(&cons)?;
+//!     heap.write_word(cell, 1, next)?;
+//!     Ok::<_, sencha::spans::Error>(cell)
+//! }).unwrap();
+//! let _garbage = heap.alloc(&cons).unwrap();
+//! let marker = Marker::builder().build().unwrap();
+//! let stats = marker.mark(&heap, &Roots::precise([list])).unwrap();
+//! assert_eq!(stats.objects_marked, 1000);
+//! assert_eq!(heap.sweep().freed_objects, 1);
+//! ```
+//!
+//! # Example: force the scalar kernel
+//! ```
+//! use sencha::{KernelChoice, Marker};
+//! let m = Marker::builder().kernel(KernelChoice::Scalar).build().unwrap();
+//! assert_eq!(m.kernel().name(), "scalar");
+//! ```
+//! The environment variable `SENCHA_KERNEL=scalar|avx512|auto` steers markers built with
+//! [`KernelChoice::Auto`] (the default); an explicit builder choice wins.
+//!
+//! # Which kernel runs?
+//! [`Marker::kernel`] says. `avx512` needs AVX-512 F, BW, VL, DQ, VBMI, GFNI, BITALG and
+//! POPCNT; every other CPU runs `scalar`, which returns exactly the same results.
+//!
+//! # Custom allocators
+//! A runtime with its own allocator registers its spans and large objects with the heap
+//! ([`Heap::register_span`], [`Heap::register_large`]); see `docs/CUSTOM_ALLOCATOR.md`.
+//!
+//! # Crate features
+//! - `testing` (unstable): the [`testing`] module, random heap builders and check functions
+//!   for sencha's own tests, benchmarks and fuzzers.
 #![deny(missing_docs)]
 
 mod error;
 pub mod kernel;
+mod mark;
+mod marker;
+mod queue;
+mod stats;
+mod termination;
+#[cfg(any(test, feature = "testing"))]
+#[allow(unsafe_code)] // owns the custom span memory of test heaps; see TestHeap
+pub mod testing;
+mod worker;
 
 pub use error::Error;
 pub use kernel::{Kernel, KernelChoice};
+pub use mark::reference;
+pub use marker::{Algorithm, Marker, MarkerBuilder, Roots};
 pub use sencha_spans as spans;
 pub use sencha_spans::{Heap, HeapConfig, Layout, OwnedMemory, SizeClass, SweepStats};
+pub use stats::MarkStats;
 
 /// The most workers a marker may run.
 pub const MAX_WORKERS: usize = 256;

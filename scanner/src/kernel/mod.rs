@@ -152,13 +152,24 @@ impl Kernel {
             }
             KernelChoice::Auto => match std::env::var("SENCHA_KERNEL") {
                 Err(_) => Ok(Self::detect()),
-                Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
-                    "" | "auto" => Ok(Self::detect()),
-                    "scalar" => Ok(Self::scalar()),
-                    "avx512" => Self::avx512().ok_or(Error::KernelUnavailable { tier: "avx512" }),
-                    _ => Err(Error::InvalidKernelName { value: v }),
-                },
+                Ok(v) => Self::from_name(&v),
             },
+        }
+    }
+
+    /// The tier named `name`: `scalar`, `avx512`, or `auto` / empty (detect); case-insensitive.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKernelName`] for another name; [`Error::KernelUnavailable`] for a tier
+    /// this CPU lacks.
+    pub fn from_name(name: &str) -> Result<Self, Error> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => Ok(Self::detect()),
+            "scalar" => Ok(Self::scalar()),
+            "avx512" => Self::avx512().ok_or(Error::KernelUnavailable { tier: "avx512" }),
+            _ => Err(Error::InvalidKernelName {
+                value: name.to_string(),
+            }),
         }
     }
 

@@ -1,1 +1,29 @@
-//! Integration tests of the sencha marker, in one binary.
+//! Integration tests of the sencha markers, in one binary (bumpalo style).
+
+mod markers;
+mod roots;
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Runs `f` on its own thread and fails (instead of hanging CI) if it takes over `secs`.
+pub fn with_timeout<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(v) => v,
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("timed out after {secs} s: a marker hangs"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("the test thread panicked"),
+    }
+}
+
+/// How many random heaps a test runs: `base` times `SENCHA_TEST_SCALE` (default 1).
+pub fn scaled(base: usize) -> usize {
+    let scale: f64 = std::env::var("SENCHA_TEST_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    ((base as f64 * scale) as usize).max(1)
+}

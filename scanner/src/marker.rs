@@ -1,0 +1,275 @@
+//! The public marker: [`Marker`], its [`MarkerBuilder`], and [`Roots`].
+
+use std::sync::Arc;
+
+use rayon::{ThreadPool, ThreadPoolBuilder};
+use sencha_spans::Heap;
+
+use crate::error::Error;
+use crate::kernel::{Kernel, KernelChoice};
+use crate::stats::MarkStats;
+
+/// Which parallel marker runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// The Green Tea span marker: a new mark queues the object's *span*, and a worker scans
+    /// all grey objects of a span at once, with the span kernel when there are many.
+    #[default]
+    GreenTea,
+    /// The classic object-at-a-time marker: every grey object goes on a LIFO mark stack and is
+    /// scanned on its own. The baseline every speed-up is measured against.
+    Baseline,
+}
+
+impl Algorithm {
+    /// `"green-tea"` or `"baseline"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::GreenTea => "green-tea",
+            Algorithm::Baseline => "baseline",
+        }
+    }
+}
+
+/// The roots of a mark: precise object addresses and conservative words.
+///
+/// - A **precise** root must be null (skipped) or the first byte of an allocated object;
+///   anything else makes [`Marker::mark`] fail with [`Error::InvalidRoot`] before it marks.
+/// - A **conservative** word is checked against the page map and the allocation bits: if it
+///   points into an allocated object (interior addresses included) that object is a root,
+///   otherwise the word is ignored.
+///
+/// # Examples
+/// ```
+/// use sencha::Roots;
+/// let mut roots = Roots::precise([0x1000_0000usize]);
+/// roots.push_conservative(0xdead_beef);
+/// assert_eq!(roots.len(), 2);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Roots {
+    precise: Vec<usize>,
+    conservative: Vec<usize>,
+}
+
+impl Roots {
+    /// No roots.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Precise roots from an iterator of addresses.
+    pub fn precise(addrs: impl IntoIterator<Item = usize>) -> Self {
+        Roots {
+            precise: addrs.into_iter().collect(),
+            conservative: Vec::new(),
+        }
+    }
+
+    /// Conservative roots from an iterator of words.
+    pub fn conservative(words: impl IntoIterator<Item = usize>) -> Self {
+        Roots {
+            precise: Vec::new(),
+            conservative: words.into_iter().collect(),
+        }
+    }
+
+    /// Adds a precise root.
+    pub fn push_precise(&mut self, addr: usize) {
+        self.precise.push(addr);
+    }
+
+    /// Adds a conservative word.
+    pub fn push_conservative(&mut self, word: usize) {
+        self.conservative.push(word);
+    }
+
+    /// Roots of both kinds.
+    pub fn len(&self) -> usize {
+        self.precise.len() + self.conservative.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Validates the roots against `heap`: the object addresses to start from.
+    pub(crate) fn resolve(&self, heap: &Heap) -> Result<Vec<usize>, Error> {
+        let mut out = Vec::with_capacity(self.len());
+        for (index, &addr) in self.precise.iter().enumerate() {
+            if addr == 0 {
+                continue;
+            }
+            match heap.object(addr) {
+                Ok(o) => out.push(o.addr()),
+                Err(error) => return Err(Error::InvalidRoot { index, addr, error }),
+            }
+        }
+        out.extend(
+            self.conservative
+                .iter()
+                .filter_map(|&w| heap.object_containing(w))
+                .map(|o| o.addr()),
+        );
+        Ok(out)
+    }
+}
+
+/// Builds a [`Marker`].
+///
+/// # Examples
+/// ```
+/// use sencha::{Algorithm, KernelChoice, Marker};
+/// let marker = Marker::builder()
+///     .workers(2)
+///     .kernel(KernelChoice::Scalar)
+///     .algorithm(Algorithm::GreenTea)
+///     .build()
+///     .unwrap();
+/// assert_eq!(marker.kernel().name(), "scalar");
+/// assert!(Marker::builder().workers(0).build().is_err());
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct MarkerBuilder {
+    workers: Option<usize>,
+    pool: Option<Arc<ThreadPool>>,
+    kernel: KernelChoice,
+    algorithm: Algorithm,
+}
+
+impl MarkerBuilder {
+    /// How many workers mark (default: the pool's thread count, else the machine's cores).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = Some(n);
+        self
+    }
+
+    /// Run on the caller's rayon pool instead of building one. Workers beyond the pool's
+    /// threads simply start late; marking never waits for them.
+    pub fn thread_pool(mut self, pool: Arc<ThreadPool>) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+
+    /// Which span-kernel tier to use (default [`KernelChoice::Auto`]).
+    pub fn kernel(mut self, choice: KernelChoice) -> Self {
+        self.kernel = choice;
+        self
+    }
+
+    /// Which marker runs (default [`Algorithm::GreenTea`]).
+    pub fn algorithm(mut self, algorithm: Algorithm) -> Self {
+        self.algorithm = algorithm;
+        self
+    }
+
+    /// Detects the kernel tier and builds the thread pool if none was given.
+    ///
+    /// # Errors
+    /// [`Error::InvalidWorkers`], [`Error::KernelUnavailable`], [`Error::InvalidKernelName`]
+    /// (from `SENCHA_KERNEL`), [`Error::ThreadPool`].
+    pub fn build(self) -> Result<Marker, Error> {
+        let kernel = Kernel::from_choice(self.kernel)?;
+        let workers = match (self.workers, &self.pool) {
+            (Some(n), _) => n,
+            (None, Some(p)) => p.current_num_threads(),
+            (None, None) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        if workers == 0 || workers > crate::MAX_WORKERS {
+            return Err(Error::InvalidWorkers { workers });
+        }
+        let pool = match self.pool {
+            Some(p) => p,
+            None => Arc::new(
+                ThreadPoolBuilder::new()
+                    .num_threads(workers)
+                    .thread_name(|i| format!("sencha-mark-{i}"))
+                    .build()
+                    .map_err(|e| Error::ThreadPool {
+                        message: e.to_string(),
+                    })?,
+            ),
+        };
+        Ok(Marker {
+            workers,
+            pool,
+            kernel,
+            algorithm: self.algorithm,
+        })
+    }
+}
+
+/// A parallel marker: a worker count, a thread pool, a kernel tier and an algorithm.
+///
+/// # Examples
+/// ```
+/// use sencha::{Heap, Layout, Marker, Roots};
+/// let mut heap = Heap::new();
+/// let node = Layout::with_pointers(32, 0b11).unwrap();
+/// let root = heap.alloc(&node).unwrap();
+/// let child = heap.alloc(&node).unwrap();
+/// let garbage = heap.alloc(&node).unwrap();
+/// heap.write_word(root, 0, child).unwrap();
+///
+/// let marker = Marker::builder().workers(2).build().unwrap();
+/// let stats = marker.mark(&heap, &Roots::precise([root])).unwrap();
+/// assert_eq!(stats.objects_marked, 2);
+/// assert!(!heap.is_marked(garbage).unwrap());
+/// assert_eq!(heap.sweep().freed_objects, 1);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Marker {
+    workers: usize,
+    pool: Arc<ThreadPool>,
+    kernel: Kernel,
+    algorithm: Algorithm,
+}
+
+impl Marker {
+    /// A builder with the defaults.
+    pub fn builder() -> MarkerBuilder {
+        MarkerBuilder::default()
+    }
+
+    /// The kernel tier this marker runs.
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
+    }
+
+    /// How many workers it runs.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// Which algorithm it runs.
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// Marks every object reachable from `roots`.
+    ///
+    /// The heap must have no marks when it starts: a new heap, one just swept, or one after
+    /// [`Heap::clear_marks`]. Afterwards exactly the reachable objects are marked, and
+    /// [`Heap::sweep`] frees the rest. No mutator may write to the heap while it runs (the
+    /// `&Heap` borrow keeps the heap's own API from doing so).
+    ///
+    /// Pointer words are trusted to hold null or heap addresses, but any other value is safe:
+    /// it resolves to "not in the heap" and is ignored, or to some object, which is then kept
+    /// alive (as a conservative collector would).
+    ///
+    /// # Errors
+    /// [`Error::InvalidRoot`] for a precise root that is not null and not an allocated
+    /// object's first byte; nothing is marked then.
+    pub fn mark(&self, heap: &Heap, roots: &Roots) -> Result<MarkStats, Error> {
+        let roots = roots.resolve(heap)?;
+        Ok(crate::mark::run(
+            heap,
+            &roots,
+            &self.pool,
+            self.workers,
+            self.kernel,
+            self.algorithm,
+        ))
+    }
+}

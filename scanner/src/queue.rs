@@ -1,0 +1,157 @@
+//! Work queues: per-worker span and object deques over crossbeam-deque, and the root injector.
+//!
+//! Each worker owns
+//! - a **FIFO span deque** of [`SpanWork`]: a span queued by the mark that took its ownership,
+//!   with the index of that object riding along. FIFO, as in Go's Green Tea, so that a span waits
+//!   in the queue and collects more grey objects before it is scanned;
+//! - a **LIFO object deque** of [`ObjWork`]: chunks of large objects (and, for the baseline
+//!   marker, every grey object), depth-first as classic markers do;
+//!
+//! and every worker can steal from every other through the published `Stealer`s; roots come in
+//! chunks from one shared `Injector`. The deques are crossbeam-deque's implementation of the
+//! Chase–Lev work-stealing deque (Chase and Lev, SPAA 2005) with the memory-model fixes of
+//! Lê, Pop, Cohen and Zappa Nardelli (PPoPP 2013) — the same deques rayon schedules with. The
+//! span-queue idea is from Go's Green Tea garbage collector (golang/go#73581).
+
+use crossbeam_deque::{Injector, Steal, Stealer, Worker};
+use sencha_spans::{LargeObject, SmallObject, Span};
+
+/// A queued span and the object whose mark queued it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SpanWork<'h> {
+    pub(crate) span: Span<'h>,
+    pub(crate) index: u32,
+}
+
+/// A grey object to scan on its own.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ObjWork<'h> {
+    /// A small object (baseline marker only).
+    Small(SmallObject<'h>),
+    /// Words `from .. to` of a large object.
+    Large {
+        obj: &'h LargeObject,
+        from: usize,
+        to: usize,
+    },
+}
+
+/// Roots `from .. to` of the validated root list.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RootChunk {
+    pub(crate) from: usize,
+    pub(crate) to: usize,
+}
+
+/// Roots per injector chunk.
+pub(crate) const ROOT_CHUNK: usize = 512;
+
+/// Anything a worker can take.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Task<'h> {
+    Span(SpanWork<'h>),
+    Obj(ObjWork<'h>),
+    Roots(RootChunk),
+}
+
+/// The queues every worker can see.
+pub(crate) struct SharedQueues<'h> {
+    pub(crate) injector: Injector<RootChunk>,
+    pub(crate) spans: Vec<Stealer<SpanWork<'h>>>,
+    pub(crate) objects: Vec<Stealer<ObjWork<'h>>>,
+}
+
+impl std::fmt::Debug for SharedQueues<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedQueues")
+            .field("workers", &self.spans.len())
+            .finish()
+    }
+}
+
+/// A worker's own deques.
+pub(crate) struct LocalQueues<'h> {
+    pub(crate) spans: Worker<SpanWork<'h>>,
+    pub(crate) objects: Worker<ObjWork<'h>>,
+}
+
+/// Makes the deques of `workers` workers and the injector holding `roots` roots in chunks.
+pub(crate) fn make<'h>(workers: usize, roots: usize) -> (SharedQueues<'h>, Vec<LocalQueues<'h>>) {
+    let locals: Vec<LocalQueues<'h>> = (0..workers)
+        .map(|_| LocalQueues {
+            spans: Worker::new_fifo(),
+            objects: Worker::new_lifo(),
+        })
+        .collect();
+    let injector = Injector::new();
+    for from in (0..roots).step_by(ROOT_CHUNK) {
+        injector.push(RootChunk {
+            from,
+            to: (from + ROOT_CHUNK).min(roots),
+        });
+    }
+    let shared = SharedQueues {
+        injector,
+        spans: locals.iter().map(|l| l.spans.stealer()).collect(),
+        objects: locals.iter().map(|l| l.objects.stealer()).collect(),
+    };
+    (shared, locals)
+}
+
+impl<'h> SharedQueues<'h> {
+    /// Whether any queue looks non-empty (a hint: it may change at once).
+    pub(crate) fn any_work(&self) -> bool {
+        !self.injector.is_empty()
+            || self.objects.iter().any(|s| !s.is_empty())
+            || self.spans.iter().any(|s| !s.is_empty())
+    }
+
+    /// Steals a batch (about half) from another worker, starting at a random victim, or a
+    /// root chunk; retries while any attempt said `Retry`.
+    pub(crate) fn steal(
+        &self,
+        me: usize,
+        rng: &mut u64,
+        local: &LocalQueues<'h>,
+    ) -> Option<Task<'h>> {
+        let n = self.spans.len();
+        loop {
+            let mut retry = false;
+            match self.injector.steal() {
+                Steal::Success(c) => return Some(Task::Roots(c)),
+                Steal::Retry => retry = true,
+                Steal::Empty => {}
+            }
+            let start = (next_random(rng) % n as u64) as usize;
+            for k in 0..n {
+                let v = (start + k) % n;
+                if v == me {
+                    continue;
+                }
+                match self.objects[v].steal_batch_and_pop(&local.objects) {
+                    Steal::Success(o) => return Some(Task::Obj(o)),
+                    Steal::Retry => retry = true,
+                    Steal::Empty => {}
+                }
+                match self.spans[v].steal_batch_and_pop(&local.spans) {
+                    Steal::Success(s) => return Some(Task::Span(s)),
+                    Steal::Retry => retry = true,
+                    Steal::Empty => {}
+                }
+            }
+            if !retry {
+                return None;
+            }
+        }
+    }
+}
+
+/// xorshift64*: a worker's victim picker.
+fn next_random(state: &mut u64) -> u64 {
+    let mut x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}

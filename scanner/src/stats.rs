@@ -1,0 +1,156 @@
+//! What a mark did: [`MarkStats`].
+
+use std::fmt;
+use std::time::Duration;
+
+/// Counters of one worker, summed into [`MarkStats`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct WorkerStats {
+    pub(crate) objects: usize,
+    pub(crate) bytes: usize,
+    pub(crate) large_objects: usize,
+    pub(crate) spans_dense: usize,
+    pub(crate) spans_sparse: usize,
+    pub(crate) spans_single: usize,
+    pub(crate) objects_scanned: usize,
+    pub(crate) large_chunks: usize,
+    pub(crate) pointers: usize,
+    pub(crate) steals: usize,
+    pub(crate) busy: Duration,
+}
+
+impl WorkerStats {
+    pub(crate) fn add(&mut self, o: &WorkerStats) {
+        self.objects += o.objects;
+        self.bytes += o.bytes;
+        self.large_objects += o.large_objects;
+        self.spans_dense += o.spans_dense;
+        self.spans_sparse += o.spans_sparse;
+        self.spans_single += o.spans_single;
+        self.objects_scanned += o.objects_scanned;
+        self.large_chunks += o.large_chunks;
+        self.pointers += o.pointers;
+        self.steals += o.steals;
+        self.busy += o.busy;
+    }
+}
+
+/// What one mark did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MarkStats {
+    /// Which marker ran: `"green-tea"`, `"baseline"` or `"reference"`.
+    pub algorithm: &'static str,
+    /// The kernel tier (`"scalar"`, `"avx512"`; `"-"` for markers without span kernels).
+    pub kernel: &'static str,
+    /// Workers that ran.
+    pub workers: usize,
+    /// Objects marked (small and large).
+    pub objects_marked: usize,
+    /// Bytes marked (slot sizes of small objects, sizes of large objects).
+    pub bytes_marked: usize,
+    /// Of the objects marked, large ones.
+    pub large_objects_marked: usize,
+    /// Span scans through the kernel (many grey objects at once).
+    pub spans_dense: usize,
+    /// Span scans object by object (few grey objects).
+    pub spans_sparse: usize,
+    /// Span scans of the single object that queued the span (owner state `One`).
+    pub spans_single: usize,
+    /// Small objects whose pointers were visited one object at a time (sparse, single and
+    /// baseline scans; dense scans are not counted here).
+    pub objects_scanned: usize,
+    /// Chunks of large objects scanned.
+    pub large_chunks: usize,
+    /// Pointer values visited (non-null, inside the heap's address range).
+    pub pointers_visited: usize,
+    /// Successful steals of work from another worker.
+    pub steals: usize,
+    /// Busy (not idle) time of each worker.
+    pub busy: Vec<Duration>,
+    /// Wall-clock time of the mark.
+    pub wall: Duration,
+}
+
+impl MarkStats {
+    pub(crate) fn from_workers(
+        algorithm: &'static str,
+        kernel: &'static str,
+        per_worker: &[WorkerStats],
+        wall: Duration,
+    ) -> Self {
+        let mut t = WorkerStats::default();
+        for w in per_worker {
+            t.add(w);
+        }
+        MarkStats {
+            algorithm,
+            kernel,
+            workers: per_worker.len(),
+            objects_marked: t.objects,
+            bytes_marked: t.bytes,
+            large_objects_marked: t.large_objects,
+            spans_dense: t.spans_dense,
+            spans_sparse: t.spans_sparse,
+            spans_single: t.spans_single,
+            objects_scanned: t.objects_scanned,
+            large_chunks: t.large_chunks,
+            pointers_visited: t.pointers,
+            steals: t.steals,
+            busy: per_worker.iter().map(|w| w.busy).collect(),
+            wall,
+        }
+    }
+
+    /// Marked MiB per second of wall time.
+    pub fn mib_per_sec(&self) -> f64 {
+        let s = self.wall.as_secs_f64();
+        if s > 0.0 {
+            self.bytes_marked as f64 / (1 << 20) as f64 / s
+        } else {
+            0.0
+        }
+    }
+}
+
+impl fmt::Display for MarkStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} ({} kernel, {} worker{})",
+            self.algorithm,
+            self.kernel,
+            self.workers,
+            if self.workers == 1 { "" } else { "s" }
+        )?;
+        writeln!(
+            f,
+            "  marked    {:>12} objects  {:>10.1} MiB  ({} large)",
+            self.objects_marked,
+            self.bytes_marked as f64 / (1 << 20) as f64,
+            self.large_objects_marked
+        )?;
+        writeln!(
+            f,
+            "  spans     {:>12} dense    {:>10} sparse  {:>10} single",
+            self.spans_dense, self.spans_sparse, self.spans_single
+        )?;
+        writeln!(
+            f,
+            "  visited   {:>12} pointers {:>10} steals  {:>10} large chunks",
+            self.pointers_visited, self.steals, self.large_chunks
+        )?;
+        let busy: Vec<String> = self
+            .busy
+            .iter()
+            .map(|d| format!("{:.1}", d.as_secs_f64() * 1e3))
+            .collect();
+        write!(
+            f,
+            "  time      {:>12.2} ms wall, busy ms per worker [{}], {:.0} MiB/s",
+            self.wall.as_secs_f64() * 1e3,
+            busy.join(", "),
+            self.mib_per_sec()
+        )
+    }
+}

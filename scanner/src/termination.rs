@@ -1,0 +1,70 @@
+//! When is marking over? The idle/termination protocol of the workers.
+//!
+//! # States
+//! A worker is **active** while it holds or may produce work, and **idle** once it has found
+//! nothing anywhere. One shared counter, `active`, counts the active workers. It starts at 0, and
+//! each worker **enters** (`active += 1`) when it starts running, before it looks at any queue.
+//!
+//! # Protocol
+//! 1. An active worker looks for work in order: its own object deque, its own span deque, the
+//!    root injector, then a steal from the others. Only active workers push work, and only onto
+//!    their own deques.
+//! 2. Finding nothing, it **goes idle**: `active -= 1` (SeqCst).
+//! 3. An idle worker loops: if `active == 0`, marking is over and it returns. Otherwise, if
+//!    some queue looks non-empty, it **wakes**: `active += 1` *before* trying to steal; if the
+//!    steal fails it goes idle again (`active -= 1`). Between looks it backs off (spin, then
+//!    yield, so 16 workers on 2 cores do not starve the one with work).
+//!
+//! # Why no work is lost and no worker hangs
+//! - *Invariant:* a worker that is idle or has not entered yet owns no work, and no one pushes onto an idle worker's
+//!   deques (only the owner pushes, and it is idle). A worker decrements `active` only after it
+//!   saw its own deques empty, and a steal only removes items. So whenever `active == 0`, every
+//!   deque is empty, the injector (filled before any worker starts and never again) is empty,
+//!   and no worker holds an item that could produce more.
+//! - *Nothing is missed:* a worker that wakes increments `active` before stealing, so an item it
+//!   steals is always held by a counted worker; a span pushed by the last active worker is on
+//!   that worker's deque, which it pops itself before it can go idle.
+//! - *It ends:* once `active == 0` no work exists, so a waking worker finds nothing and goes
+//!   back to idle; every idle worker then reads `active == 0` and returns. Counting workers
+//!   rather than waiting for each one means a worker that rayon starts late (a pool with fewer
+//!   threads than workers) simply finds nothing and returns: no one waits for it.
+//! - All counter operations are SeqCst read-modify-writes or loads, and crossbeam-deque's push
+//!   and steal synchronise the items themselves.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The shared active-worker counter (see the module docs).
+#[derive(Debug)]
+pub(crate) struct Termination {
+    active: AtomicUsize,
+}
+
+impl Termination {
+    /// A counter with no worker entered yet.
+    pub(crate) fn new() -> Self {
+        Termination {
+            active: AtomicUsize::new(0),
+        }
+    }
+
+    /// A worker starts: it is active.
+    pub(crate) fn enter(&self) {
+        self.active.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The calling worker found nothing: it is idle now.
+    pub(crate) fn go_idle(&self) {
+        let prev = self.active.fetch_sub(1, Ordering::SeqCst);
+        debug_assert!(prev > 0, "more workers went idle than were active");
+    }
+
+    /// The calling idle worker saw work and will try to take it: it is active again.
+    pub(crate) fn wake(&self) {
+        self.active.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Whether every worker is idle, which means marking is over.
+    pub(crate) fn is_done(&self) -> bool {
+        self.active.load(Ordering::SeqCst) == 0
+    }
+}

@@ -1,0 +1,275 @@
+//! One marking worker: its queues, its find-work loop, and the discovery of pointers.
+//!
+//! A worker runs [`Ctx::run`]: take work (own object deque, own span deque, root injector,
+//! steal), execute it, and when nothing is left follow the idle protocol of
+//! [`termination`](crate::termination). Discovery ([`Sink::discover`]) is DESIGN §5: resolve
+//! the pointer with the page map, test the mark bit (no write if already marked), set it, and
+//! for a small scan object take ownership of its span and queue the span once (Green Tea) or
+//! push the object itself (baseline).
+
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::Backoff;
+use sencha_spans::span::LINE_WORDS;
+use sencha_spans::{Heap, LargeObject, Resolved, SizeClass, Span};
+
+use crate::kernel::{GatherBuf, HeapRange, Kernel};
+use crate::marker::Algorithm;
+use crate::queue::{LocalQueues, ObjWork, SharedQueues, SpanWork, Task};
+use crate::stats::WorkerStats;
+use crate::termination::Termination;
+
+/// Large objects are scanned in chunks of this many words (128 KiB), so others can steal parts.
+pub(crate) const LARGE_CHUNK_WORDS: usize = (128 << 10) / 8;
+
+/// What every worker of one mark shares.
+pub(crate) struct Shared<'h> {
+    pub(crate) heap: &'h Heap,
+    pub(crate) range: HeapRange,
+    pub(crate) kernel: Kernel,
+    pub(crate) algorithm: Algorithm,
+    pub(crate) roots: &'h [usize],
+    pub(crate) queues: SharedQueues<'h>,
+    pub(crate) term: Termination,
+    /// Grey objects at or above which a span goes through the kernel, by size in words.
+    pub(crate) dense_min: [u16; 65],
+}
+
+/// The discovery side of a worker: what scanning code pushes new work through.
+pub(crate) struct Sink<'s, 'h> {
+    pub(crate) shared: &'s Shared<'h>,
+    pub(crate) local: LocalQueues<'h>,
+    pub(crate) stats: WorkerStats,
+}
+
+impl<'h> Sink<'_, 'h> {
+    /// Discovers pointer `p` (DESIGN §5): mark, and queue what must be scanned.
+    #[inline]
+    pub(crate) fn discover(&mut self, p: usize) {
+        match self.shared.heap.resolve(p) {
+            Resolved::NotInHeap => {}
+            Resolved::Small(o) => {
+                if !o.span.try_mark(o.index) {
+                    return;
+                }
+                self.stats.objects += 1;
+                self.stats.bytes += o.class.bytes();
+                if o.noscan {
+                    return;
+                }
+                match self.shared.algorithm {
+                    Algorithm::GreenTea => {
+                        if o.span.acquire() {
+                            self.local.spans.push(SpanWork {
+                                span: o.span,
+                                index: o.index as u32,
+                            });
+                        }
+                    }
+                    Algorithm::Baseline => self.local.objects.push(ObjWork::Small(o)),
+                }
+            }
+            Resolved::Large(l) => {
+                if !l.try_mark() {
+                    return;
+                }
+                self.stats.objects += 1;
+                self.stats.large_objects += 1;
+                self.stats.bytes += l.bytes();
+                if l.layout().has_pointers() {
+                    self.push_large(l);
+                }
+            }
+        }
+    }
+
+    /// Queues a large object in chunks of [`LARGE_CHUNK_WORDS`].
+    fn push_large(&mut self, obj: &'h LargeObject) {
+        let words = obj.layout().words();
+        let mut from = 0;
+        while from < words {
+            let to = (from + LARGE_CHUNK_WORDS).min(words);
+            self.local.objects.push(ObjWork::Large { obj, from, to });
+            from = to;
+        }
+    }
+
+    /// Visits the pointers of object `index` of `span` (one object at a time).
+    #[inline]
+    pub(crate) fn scan_object(&mut self, span: Span<'h>, index: usize, class: SizeClass) {
+        self.stats.objects_scanned += 1;
+        let mut bits = span.object_ptr_bits(index);
+        let first = index * class.words();
+        while bits != 0 {
+            let k = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let v = span.read_word(first + k);
+            if self.shared.range.contains(v) {
+                self.stats.pointers += 1;
+                self.discover(v);
+            }
+        }
+    }
+
+    /// Visits the pointers of words `from .. to` of a large object.
+    pub(crate) fn scan_large(&mut self, obj: &'h LargeObject, from: usize, to: usize) {
+        self.stats.large_chunks += 1;
+        let layout = obj.layout();
+        let mut w = from;
+        while w < to {
+            let n = (to - w).min(64);
+            let mut bits = layout.pointer_bits(w) & if n == 64 { u64::MAX } else { (1 << n) - 1 };
+            while bits != 0 {
+                let k = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let v = obj.read_word(w + k);
+                if self.shared.range.contains(v) {
+                    self.stats.pointers += 1;
+                    self.discover(v);
+                }
+            }
+            w += 64;
+        }
+    }
+}
+
+/// A worker.
+pub(crate) struct Ctx<'s, 'h> {
+    pub(crate) sink: Sink<'s, 'h>,
+    pub(crate) id: usize,
+    pub(crate) rng: u64,
+    pub(crate) buf: Box<GatherBuf>,
+}
+
+impl<'s, 'h> Ctx<'s, 'h> {
+    pub(crate) fn new(shared: &'s Shared<'h>, local: LocalQueues<'h>, id: usize) -> Self {
+        Ctx {
+            sink: Sink {
+                shared,
+                local,
+                stats: WorkerStats::default(),
+            },
+            id,
+            rng: 0x9e37_79b9_7f4a_7c15 ^ (id as u64 + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9),
+            buf: Box::default(),
+        }
+    }
+
+    /// Marks until every worker is idle; returns this worker's counters.
+    pub(crate) fn run(mut self) -> WorkerStats {
+        let shared = self.sink.shared;
+        shared.term.enter();
+        let start = Instant::now();
+        let mut idle = Duration::ZERO;
+        loop {
+            while let Some(task) = self.find_work() {
+                self.execute(task);
+            }
+            let idle_from = Instant::now();
+            shared.term.go_idle();
+            let backoff = Backoff::new();
+            let found = loop {
+                if shared.term.is_done() {
+                    break None;
+                }
+                if shared.queues.any_work() {
+                    shared.term.wake();
+                    if let Some(task) = self.find_work() {
+                        break Some(task);
+                    }
+                    shared.term.go_idle();
+                }
+                backoff.snooze();
+            };
+            idle += idle_from.elapsed();
+            match found {
+                Some(task) => self.execute(task),
+                None => break,
+            }
+        }
+        self.sink.stats.busy = start.elapsed().saturating_sub(idle);
+        self.sink.stats
+    }
+
+    /// Own object deque, own span deque, then the injector and the other workers.
+    fn find_work(&mut self) -> Option<Task<'h>> {
+        if let Some(o) = self.sink.local.objects.pop() {
+            return Some(Task::Obj(o));
+        }
+        if let Some(s) = self.sink.local.spans.pop() {
+            return Some(Task::Span(s));
+        }
+        let shared = self.sink.shared;
+        let task = shared
+            .queues
+            .steal(self.id, &mut self.rng, &self.sink.local);
+        if matches!(task, Some(Task::Obj(_) | Task::Span(_))) {
+            self.sink.stats.steals += 1;
+        }
+        task
+    }
+
+    fn execute(&mut self, task: Task<'h>) {
+        match task {
+            Task::Span(w) => self.scan_span(w),
+            Task::Obj(ObjWork::Small(o)) => self.sink.scan_object(o.span, o.index, o.class),
+            Task::Obj(ObjWork::Large { obj, from, to }) => self.sink.scan_large(obj, from, to),
+            Task::Roots(c) => {
+                let roots = self.sink.shared.roots;
+                for &r in &roots[c.from..c.to] {
+                    self.sink.discover(r);
+                }
+            }
+        }
+    }
+
+    /// Scans a span taken from a queue (DESIGN §5, "Scanning a span").
+    fn scan_span(&mut self, w: SpanWork<'h>) {
+        let span = w.span;
+        let class = span.class();
+        if span.release() == sencha_spans::Owner::One {
+            // Nobody marked anything else here since the span was queued: only the object
+            // that queued it is new. Its scanned bit still decides, so it is scanned once.
+            self.sink.stats.spans_single += 1;
+            if span.try_scan(w.index as usize) {
+                self.sink.scan_object(span, w.index as usize, class);
+            }
+            return;
+        }
+        let grey = span.take_grey();
+        let n: u32 = grey.iter().map(|g| g.count_ones()).sum();
+        if n == 0 {
+            return;
+        }
+        if n as usize >= self.sink.shared.dense_min[class.words()] as usize {
+            self.sink.stats.spans_dense += 1;
+            let shared = self.sink.shared;
+            let count = shared
+                .kernel
+                .gather(span, &grey, shared.range, &mut self.buf);
+            self.sink.stats.pointers += count;
+            for &v in &self.buf.0[..count] {
+                self.sink.discover(v);
+            }
+        } else {
+            self.sink.stats.spans_sparse += 1;
+            for (wi, &g) in grey.iter().enumerate().take(LINE_WORDS) {
+                let mut g = g;
+                while g != 0 {
+                    let i = wi * 64 + g.trailing_zeros() as usize;
+                    g &= g - 1;
+                    self.sink.scan_object(span, i, class);
+                }
+            }
+        }
+    }
+}
+
+/// Go's dense threshold, 1/8 of a span's capacity (at least 1), by size in words.
+pub(crate) fn default_dense_min() -> [u16; 65] {
+    let mut t = [u16::MAX; 65];
+    for c in SizeClass::every_legal() {
+        t[c.words()] = (c.capacity() / 8).max(1) as u16;
+    }
+    t
+}

@@ -13,6 +13,8 @@
 //! Lê, Pop, Cohen and Zappa Nardelli (PPoPP 2013) — the same deques rayon schedules with. The
 //! span-queue idea is from Go's Green Tea garbage collector (golang/go#73581).
 
+use std::collections::VecDeque;
+
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use sencha_spans::{LargeObject, SmallObject, Span};
 
@@ -69,16 +71,64 @@ impl std::fmt::Debug for SharedQueues<'_> {
     }
 }
 
-/// A worker's own deques.
+/// A worker's own queues: private buffers it pushes to and pops from without atomics, and
+/// the public deques others steal from. Work moves from a buffer to its deque (oldest half)
+/// when the buffer holds at least [`PUBLISH_MIN`] items, some worker is idle and the deque is
+/// empty — as Go's per-P work buffers do — so a lone worker pays no fences per item.
 pub(crate) struct LocalQueues<'h> {
+    pub(crate) span_buf: VecDeque<SpanWork<'h>>,
+    pub(crate) obj_buf: Vec<ObjWork<'h>>,
     pub(crate) spans: Worker<SpanWork<'h>>,
     pub(crate) objects: Worker<ObjWork<'h>>,
+}
+
+/// Buffered items at which a worker starts sharing with idle workers.
+pub(crate) const PUBLISH_MIN: usize = 16;
+
+impl<'h> LocalQueues<'h> {
+    /// Takes the next item of the worker's own: object buffer, span buffer, object deque,
+    /// span deque.
+    #[inline]
+    pub(crate) fn pop(&mut self) -> Option<Task<'h>> {
+        if let Some(o) = self.obj_buf.pop() {
+            return Some(Task::Obj(o));
+        }
+        if let Some(s) = self.span_buf.pop_front() {
+            return Some(Task::Span(s));
+        }
+        if let Some(o) = self.objects.pop() {
+            return Some(Task::Obj(o));
+        }
+        self.spans.pop().map(Task::Span)
+    }
+
+    /// Moves the older half of the object buffer to the stealable deque, if that is empty.
+    pub(crate) fn publish_objects(&mut self) {
+        if self.objects.is_empty() {
+            let half = self.obj_buf.len() / 2;
+            for o in self.obj_buf.drain(..half) {
+                self.objects.push(o);
+            }
+        }
+    }
+
+    /// Moves the newer half of the span buffer to the stealable deque, if that is empty.
+    pub(crate) fn publish_spans(&mut self) {
+        if self.spans.is_empty() {
+            let half = self.span_buf.len() / 2;
+            for s in self.span_buf.drain(half..) {
+                self.spans.push(s);
+            }
+        }
+    }
 }
 
 /// Makes the deques of `workers` workers and the injector holding `roots` roots in chunks.
 pub(crate) fn make<'h>(workers: usize, roots: usize) -> (SharedQueues<'h>, Vec<LocalQueues<'h>>) {
     let locals: Vec<LocalQueues<'h>> = (0..workers)
         .map(|_| LocalQueues {
+            span_buf: VecDeque::new(),
+            obj_buf: Vec::new(),
             spans: Worker::new_fifo(),
             objects: Worker::new_lifo(),
         })

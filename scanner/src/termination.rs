@@ -6,9 +6,10 @@
 //! each worker **enters** (`active += 1`) when it starts running, before it looks at any queue.
 //!
 //! # Protocol
-//! 1. An active worker looks for work in order: its own object deque, its own span deque, the
-//!    root injector, then a steal from the others. Only active workers push work, and only onto
-//!    their own deques.
+//! 1. An active worker looks for work in order: its own private buffers and deques (objects
+//!    first, then spans), the root injector, then a steal from the others. Only active workers
+//!    push work, and only into their own buffers and deques; part of a buffer moves to the
+//!    stealable deque when some worker is idle (`has_idle`).
 //! 2. Finding nothing, it **goes idle**: `active -= 1` (SeqCst).
 //! 3. An idle worker loops: if `active == 0`, marking is over and it returns. Otherwise, if
 //!    some queue looks non-empty, it **wakes**: `active += 1` *before* trying to steal; if the
@@ -16,9 +17,9 @@
 //!    yield, so 16 workers on 2 cores do not starve the one with work).
 //!
 //! # Why no work is lost and no worker hangs
-//! - *Invariant:* a worker that is idle or has not entered yet owns no work, and no one pushes onto an idle worker's
-//!   deques (only the owner pushes, and it is idle). A worker decrements `active` only after it
-//!   saw its own deques empty, and a steal only removes items. So whenever `active == 0`, every
+//! - *Invariant:* a worker that is idle or has not entered yet owns no work, and no one pushes
+//!   onto an idle worker's buffers or deques (only the owner pushes, and it is idle). A worker
+//!   decrements `active` only after it saw its own buffers and deques empty, and a steal only removes items. So whenever `active == 0`, every
 //!   deque is empty, the injector (filled before any worker starts and never again) is empty,
 //!   and no worker holds an item that could produce more.
 //! - *Nothing is missed:* a worker that wakes increments `active` before stealing, so an item it
@@ -37,6 +38,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 #[derive(Debug)]
 pub(crate) struct Termination {
     active: AtomicUsize,
+    entered: AtomicUsize,
 }
 
 impl Termination {
@@ -44,12 +46,21 @@ impl Termination {
     pub(crate) fn new() -> Self {
         Termination {
             active: AtomicUsize::new(0),
+            entered: AtomicUsize::new(0),
         }
     }
 
     /// A worker starts: it is active.
     pub(crate) fn enter(&self) {
+        self.entered.fetch_add(1, Ordering::SeqCst);
         self.active.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Whether some entered worker is idle (and would take work that is shared). A hint, read
+    /// when a worker's private buffer grows, to decide whether to publish part of it.
+    #[inline]
+    pub(crate) fn has_idle(&self) -> bool {
+        self.active.load(Ordering::Relaxed) < self.entered.load(Ordering::Relaxed)
     }
 
     /// The calling worker found nothing: it is idle now.

@@ -15,7 +15,7 @@ use sencha_spans::{Heap, LargeObject, Resolved, SizeClass, Span};
 
 use crate::kernel::{GatherBuf, HeapRange, Kernel};
 use crate::marker::Algorithm;
-use crate::queue::{LocalQueues, ObjWork, SharedQueues, SpanWork, Task};
+use crate::queue::{LocalQueues, ObjWork, PUBLISH_MIN, SharedQueues, SpanWork, Task};
 use crate::stats::WorkerStats;
 use crate::termination::Termination;
 
@@ -60,13 +60,19 @@ impl<'h> Sink<'_, 'h> {
                 match self.shared.algorithm {
                     Algorithm::GreenTea => {
                         if o.span.acquire() {
-                            self.local.spans.push(SpanWork {
+                            let w = SpanWork {
                                 span: o.span,
                                 index: o.index as u32,
-                            });
+                            };
+                            self.local.span_buf.push_back(w);
+                            if self.local.span_buf.len() >= PUBLISH_MIN
+                                && self.shared.term.has_idle()
+                            {
+                                self.local.publish_spans();
+                            }
                         }
                     }
-                    Algorithm::Baseline => self.local.objects.push(ObjWork::Small(o)),
+                    Algorithm::Baseline => self.push_object(ObjWork::Small(o)),
                 }
             }
             Resolved::Large(l) => {
@@ -89,8 +95,16 @@ impl<'h> Sink<'_, 'h> {
         let mut from = 0;
         while from < words {
             let to = (from + LARGE_CHUNK_WORDS).min(words);
-            self.local.objects.push(ObjWork::Large { obj, from, to });
+            self.push_object(ObjWork::Large { obj, from, to });
             from = to;
+        }
+    }
+
+    #[inline]
+    fn push_object(&mut self, o: ObjWork<'h>) {
+        self.local.obj_buf.push(o);
+        if self.local.obj_buf.len() >= PUBLISH_MIN && self.shared.term.has_idle() {
+            self.local.publish_objects();
         }
     }
 
@@ -193,11 +207,8 @@ impl<'s, 'h> Ctx<'s, 'h> {
 
     /// Own object deque, own span deque, then the injector and the other workers.
     fn find_work(&mut self) -> Option<Task<'h>> {
-        if let Some(o) = self.sink.local.objects.pop() {
-            return Some(Task::Obj(o));
-        }
-        if let Some(s) = self.sink.local.spans.pop() {
-            return Some(Task::Span(s));
+        if let Some(t) = self.sink.local.pop() {
+            return Some(t);
         }
         let shared = self.sink.shared;
         let task = shared

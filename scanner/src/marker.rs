@@ -136,9 +136,18 @@ pub struct MarkerBuilder {
     pool: Option<Arc<ThreadPool>>,
     kernel: KernelChoice,
     algorithm: Algorithm,
+    no_in_place: bool,
 }
 
 impl MarkerBuilder {
+    /// Whether the Green Tea marker scans objects it finds in the span it is scanning right
+    /// away, instead of queueing that span again (default: on; DESIGN §5.5). Off gives the
+    /// plain Green Tea protocol, for measuring what this buys.
+    pub fn in_place_scanning(mut self, on: bool) -> Self {
+        self.no_in_place = !on;
+        self
+    }
+
     /// How many workers mark (default: the pool's thread count, else the machine's cores).
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = Some(n);
@@ -196,6 +205,7 @@ impl MarkerBuilder {
             pool,
             kernel,
             algorithm: self.algorithm,
+            in_place: !self.no_in_place,
         })
     }
 }
@@ -224,6 +234,7 @@ pub struct Marker {
     pool: Arc<ThreadPool>,
     kernel: Kernel,
     algorithm: Algorithm,
+    in_place: bool,
 }
 
 impl Marker {
@@ -263,13 +274,12 @@ impl Marker {
     /// object's first byte; nothing is marked then.
     pub fn mark(&self, heap: &Heap, roots: &Roots) -> Result<MarkStats, Error> {
         let roots = roots.resolve(heap)?;
-        Ok(crate::mark::run(
-            heap,
-            &roots,
-            &self.pool,
-            self.workers,
-            self.kernel,
-            self.algorithm,
-        ))
+        let cfg = crate::mark::Config {
+            workers: self.workers,
+            kernel: self.kernel,
+            algorithm: self.algorithm,
+            in_place: self.in_place,
+        };
+        Ok(crate::mark::run(heap, &roots, &self.pool, cfg))
     }
 }

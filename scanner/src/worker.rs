@@ -33,6 +33,8 @@ pub(crate) struct Shared<'h> {
     pub(crate) term: Termination,
     /// Grey objects at or above which a span goes through the kernel, by size in words.
     pub(crate) dense_min: [u16; 65],
+    /// Scan pointers into the span being scanned in place (DESIGN §5.5).
+    pub(crate) in_place: bool,
 }
 
 /// The discovery side of a worker: what scanning code pushes new work through.
@@ -40,6 +42,10 @@ pub(crate) struct Sink<'s, 'h> {
     pub(crate) shared: &'s Shared<'h>,
     pub(crate) local: LocalQueues<'h>,
     pub(crate) stats: WorkerStats,
+    /// Base of the span being scanned (0: none, or in-place scanning is off).
+    pub(crate) current: usize,
+    /// Whether the current round marked an object of the current span.
+    pub(crate) found_in_span: bool,
 }
 
 impl<'h> Sink<'_, 'h> {
@@ -59,7 +65,11 @@ impl<'h> Sink<'_, 'h> {
                 }
                 match self.shared.algorithm {
                     Algorithm::GreenTea => {
-                        if o.span.acquire() {
+                        if o.span.base() == self.current {
+                            // A pointer into the span being scanned: the scan's next round
+                            // takes it, without a queue round trip (DESIGN §5.5).
+                            self.found_in_span = true;
+                        } else if o.span.acquire() {
                             let w = SpanWork {
                                 span: o.span,
                                 index: o.index as u32,
@@ -162,6 +172,8 @@ impl<'s, 'h> Ctx<'s, 'h> {
                 shared,
                 local,
                 stats: WorkerStats::default(),
+                current: 0,
+                found_in_span: false,
             },
             id,
             rng: 0x9e37_79b9_7f4a_7c15 ^ (id as u64 + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9),
@@ -235,9 +247,20 @@ impl<'s, 'h> Ctx<'s, 'h> {
     }
 
     /// Scans a span taken from a queue (DESIGN §5, "Scanning a span").
+    ///
+    /// With in-place scanning on, pointers into this span found while scanning it are only
+    /// marked (not queued), and the span is scanned again, round after round, until a round
+    /// finds nothing new in it: each round reads its grey objects in address order, so the
+    /// loads are independent and prefetchable, where chasing them one by one would wait for
+    /// each miss in turn.
     fn scan_span(&mut self, w: SpanWork<'h>) {
         let span = w.span;
         let class = span.class();
+        if self.sink.shared.in_place {
+            self.sink.current = span.base();
+        }
+        self.sink.found_in_span = false;
+        let mut again = true;
         if span.release() == sencha_spans::Owner::One {
             // Nobody marked anything else here since the span was queued: only the object
             // that queued it is new. Its scanned bit still decides, so it is scanned once.
@@ -245,26 +268,39 @@ impl<'s, 'h> Ctx<'s, 'h> {
             if span.try_scan(w.index as usize) {
                 self.sink.scan_object(span, w.index as usize, class);
             }
-            return;
+            again = self.sink.found_in_span;
         }
-        let grey = span.take_grey();
+        while again {
+            self.sink.found_in_span = false;
+            let grey = span.take_grey();
+            if !self.scan_grey(span, class, &grey) {
+                break;
+            }
+            again = self.sink.found_in_span;
+        }
+        self.sink.current = 0;
+    }
+
+    /// Scans the grey objects `grey` of `span`: through the kernel when dense, one by one when
+    /// sparse. False if there were none.
+    fn scan_grey(&mut self, span: Span<'h>, class: SizeClass, grey: &[u64; LINE_WORDS]) -> bool {
         let n: u32 = grey.iter().map(|g| g.count_ones()).sum();
         if n == 0 {
-            return;
+            return false;
         }
         if n as usize >= self.sink.shared.dense_min[class.words()] as usize {
             self.sink.stats.spans_dense += 1;
             let shared = self.sink.shared;
             let count = shared
                 .kernel
-                .gather(span, &grey, shared.range, &mut self.buf);
+                .gather(span, grey, shared.range, &mut self.buf);
             self.sink.stats.pointers += count;
             for &v in &self.buf.0[..count] {
                 self.sink.discover(v);
             }
         } else {
             self.sink.stats.spans_sparse += 1;
-            for (wi, &g) in grey.iter().enumerate().take(LINE_WORDS) {
+            for (wi, &g) in grey.iter().enumerate() {
                 let mut g = g;
                 while g != 0 {
                     let i = wi * 64 + g.trailing_zeros() as usize;
@@ -273,6 +309,7 @@ impl<'s, 'h> Ctx<'s, 'h> {
                 }
             }
         }
+        true
     }
 }
 

@@ -1,1 +1,522 @@
-//! Cross-tier equivalence tests.
+//! Cross-tier equivalence tests (STYLE §2.6).
+//!
+//! The oracle chain: [`naive`] (per-word loops over `bitvec` views, obviously correct) checks
+//! the scalar tier, and the scalar tier checks every other tier that this CPU has, over all 63
+//! legal size classes, a table of fixtures and random spans (proptest). A tier this CPU lacks
+//! is reported as skipped on stderr, never passed silently; `SENCHA_EXPECT_TIER` (set in CI)
+//! turns a missing tier into a failure through [`detected_tier_is_expected`].
+
+use std::cell::RefCell;
+
+use bitvec::prelude::*;
+use proptest::prelude::*;
+use sencha_spans::span::{LINE_WORDS, PTR_BITMAP_WORDS, SPAN_WORDS};
+use sencha_spans::{Heap, Layout, OwnedMemory, Resolved, SizeClass, Span};
+
+use super::{GATHER_CAP, GatherBuf, HeapRange, Kernel};
+
+/// Lowest in-range value of the fixtures' main range.
+const LO: usize = 0x7f00_1000_0000;
+/// One past the highest in-range value of the fixtures' main range.
+const HI: usize = 0x7f00_2000_0000;
+/// What the output buffer holds before a gather, so stale words show up.
+const POISON: usize = 0xdead_beef_dead_beef;
+
+/// Runs `f` for every available tier and every legal size class; reports absent tiers.
+fn each_tier_and_class(mut f: impl FnMut(Kernel, SizeClass)) {
+    report_skipped_tiers();
+    for k in Kernel::available() {
+        for c in SizeClass::every_legal() {
+            f(k, c)
+        }
+    }
+}
+
+/// Says on stderr which tiers this run does not test.
+fn report_skipped_tiers() {
+    if Kernel::avx512().is_none() {
+        eprintln!("SKIPPED: tier avx512 is not available on this CPU; only scalar is tested");
+    }
+}
+
+#[repr(C, align(8192))]
+struct SpanMem([u8; 8192]);
+
+/// One custom span, registered in its own heap, whose objects a test rewrites at will.
+struct TestSpan {
+    heap: Heap,
+    base: usize,
+    class: SizeClass,
+}
+
+impl TestSpan {
+    /// A scan span of `class` with every slot allocated, no pointers, all words zero.
+    fn new(class: SizeClass) -> Self {
+        let mem: &'static mut SpanMem = Box::leak(Box::new(SpanMem([0; 8192])));
+        let mut heap = Heap::new();
+        let base = heap
+            .register_span(OwnedMemory::from_static(&mut mem.0), class, false)
+            .expect("register a test span");
+        let none = Layout::with_pointers(class.bytes(), 0).expect("layout");
+        for i in 0..class.capacity() {
+            heap.init_object(base + i * class.bytes(), &none)
+                .expect("init a test object");
+        }
+        TestSpan { heap, base, class }
+    }
+
+    fn span(&self) -> Span<'_> {
+        match self.heap.resolve(self.base) {
+            Resolved::Small(o) => o.span,
+            other => panic!("test span resolves to {other:?}"),
+        }
+    }
+
+    /// Rewrites every object: pointer bits `bits(i)` (cut to the object's words) for object
+    /// `i`, and `value(w)` in span word `w`, pointer word or not.
+    fn fill(&mut self, bits: impl Fn(usize) -> u64, value: impl Fn(usize) -> usize) {
+        let (size, words) = (self.class.bytes(), self.class.words());
+        for i in 0..self.class.capacity() {
+            let addr = self.base + i * size;
+            let b = bits(i) & low_bits(words);
+            let layout = Layout::with_pointers(size, b).expect("layout");
+            self.heap.free_object(addr).expect("free a test object");
+            self.heap
+                .init_object(addr, &layout)
+                .expect("init a test object");
+            for k in 0..words {
+                self.heap
+                    .write_word(addr, k, value(i * words + k))
+                    .expect("write a test word");
+            }
+        }
+    }
+}
+
+fn low_bits(n: usize) -> u64 {
+    if n >= 64 { u64::MAX } else { (1 << n) - 1 }
+}
+
+/// The obviously-correct reference: every word of the object area, one at a time.
+fn naive(span: Span<'_>, grey: &[u64; LINE_WORDS], range: HeapRange) -> Vec<usize> {
+    let class = span.class();
+    let bitmap: [u64; PTR_BITMAP_WORDS] = span.ptr_bitmap();
+    let grey_bits = grey.view_bits::<Lsb0>();
+    let ptr_bits = bitmap.view_bits::<Lsb0>();
+    let mut out = Vec::new();
+    for word in 0..class.capacity() * class.words() {
+        let object = word / class.words();
+        if grey_bits[object] && ptr_bits[word] {
+            let v = span.read_word(word);
+            if v != 0 && range.lo() <= v && v < range.hi() {
+                out.push(v);
+            }
+        }
+    }
+    out
+}
+
+/// Runs one tier over a poisoned buffer and returns its output.
+fn run(k: Kernel, span: Span<'_>, grey: &[u64; LINE_WORDS], range: HeapRange) -> Vec<usize> {
+    let mut buf = Box::new(GatherBuf([POISON; GATHER_CAP]));
+    let n = k.gather(span, grey, range, &mut buf);
+    assert!(n <= SPAN_WORDS, "{k}: count {n} exceeds a span's words");
+    buf.0[..n].to_vec()
+}
+
+/// Asserts `got == want`, naming the first difference.
+fn assert_same(got: &[usize], want: &[usize], what: impl Fn() -> String) {
+    if got != want {
+        let at = got.iter().zip(want).position(|(a, b)| a != b);
+        panic!(
+            "{}: {} values, expected {}; first difference at {at:?}: {:x?} vs {:x?}",
+            what(),
+            got.len(),
+            want.len(),
+            at.map(|i| got[i]),
+            at.map(|i| want[i]),
+        );
+    }
+}
+
+/// splitmix64: a seeded, reproducible stream.
+fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A value of every interesting kind relative to `LO .. HI`, picked by `r`.
+fn mixed_value(r: u64) -> usize {
+    let inside = LO + (r as usize >> 8) % (HI - LO);
+    match r % 10 {
+        0 => 0,
+        1 => LO - 1,
+        2 => LO,
+        3 => HI - 1,
+        4 => HI,
+        5 => HI + 8 + (r as usize >> 40),
+        6 => usize::MAX,
+        7 => 1 + (r as usize >> 58),
+        _ => inside,
+    }
+}
+
+/// The pointer-bit fixtures, per object.
+#[derive(Clone, Copy, Debug)]
+enum Ptrs {
+    /// Every word a pointer (the pointer bitmap all ones over the objects).
+    All,
+    /// No pointers (the pointer bitmap all zeros).
+    None,
+    /// Every other word, starting with word 0.
+    Alternate,
+    /// The first and the last word of each object.
+    Ends,
+    /// Random bits.
+    Random(u64),
+}
+
+impl Ptrs {
+    fn bits(self, class: SizeClass, i: usize) -> u64 {
+        match self {
+            Ptrs::All => u64::MAX,
+            Ptrs::None => 0,
+            Ptrs::Alternate => 0x5555_5555_5555_5555,
+            Ptrs::Ends => 1 | 1 << (class.words() - 1),
+            Ptrs::Random(seed) => splitmix(seed ^ i as u64),
+        }
+    }
+}
+
+/// The word-value fixtures, per span word.
+#[derive(Clone, Copy, Debug)]
+enum Values {
+    /// Distinct in-range values.
+    InRange,
+    /// Null, below `LO`, `LO`, `HI - 1`, `HI`, above, `usize::MAX`, small integers, inside.
+    Mixed(u64),
+    /// Every word null.
+    Null,
+}
+
+impl Values {
+    fn value(self, w: usize) -> usize {
+        match self {
+            Values::InRange => LO + 8 * w,
+            Values::Mixed(seed) => mixed_value(splitmix(seed ^ (w as u64) << 20)),
+            Values::Null => 0,
+        }
+    }
+}
+
+const PTRS: [Ptrs; 5] = [
+    Ptrs::All,
+    Ptrs::None,
+    Ptrs::Alternate,
+    Ptrs::Ends,
+    Ptrs::Random(7),
+];
+const VALUES: [Values; 3] = [Values::InRange, Values::Mixed(11), Values::Null];
+
+/// The ranges every fixture runs under: the main one, everything but null, empty, tiny.
+fn ranges() -> [HeapRange; 4] {
+    [
+        HeapRange::new(LO, HI),
+        HeapRange::new(0, usize::MAX),
+        HeapRange::new(LO, LO),
+        HeapRange::new(LO - 1, LO + 1),
+    ]
+}
+
+fn set(mask: &mut [u64; LINE_WORDS], i: usize) {
+    mask[i / 64] |= 1 << (i % 64);
+}
+
+fn below_capacity(class: SizeClass) -> [u64; LINE_WORDS] {
+    let mut m = [0; LINE_WORDS];
+    (0..class.capacity()).for_each(|i| set(&mut m, i));
+    m
+}
+
+/// The grey-mask fixtures of `class`, named.
+fn grey_masks(class: SizeClass) -> Vec<(&'static str, [u64; LINE_WORDS])> {
+    let cap = class.capacity();
+    let from = |f: &dyn Fn(usize) -> bool| {
+        let mut m = [0; LINE_WORDS];
+        (0..cap).filter(|&i| f(i)).for_each(|i| set(&mut m, i));
+        m
+    };
+    let size = class.bytes();
+    let mut past_capacity = [u64::MAX; LINE_WORDS];
+    for (p, c) in past_capacity.iter_mut().zip(below_capacity(class)) {
+        *p &= !c;
+    }
+    vec![
+        ("empty", [0; LINE_WORDS]),
+        ("every object", below_capacity(class)),
+        ("all 512 bits", [u64::MAX; LINE_WORDS]),
+        ("only bits past capacity", past_capacity),
+        ("only the first", from(&|i| i == 0)),
+        ("only the last", from(&|i| i == cap - 1)),
+        ("first and last", from(&|i| i == 0 || i == cap - 1)),
+        ("every other", from(&|i| i % 2 == 0)),
+        ("every third", from(&|i| i % 3 == 1)),
+        (
+            "straddling a 64-byte frame",
+            from(&|i| (i * size) / 64 != ((i + 1) * size - 1) / 64),
+        ),
+        (
+            "not straddling",
+            from(&|i| (i * size) / 64 == ((i + 1) * size - 1) / 64),
+        ),
+        (
+            "random 1/16",
+            from(&|i| splitmix(i as u64 ^ 0x51) % 16 == 0),
+        ),
+        ("random 1/2", from(&|i| splitmix(i as u64 ^ 0x52) % 2 == 0)),
+        (
+            "random 15/16",
+            from(&|i| splitmix(i as u64 ^ 0x53) % 16 != 0),
+        ),
+        ("last 8", from(&|i| i + 8 >= cap)),
+    ]
+}
+
+/// Runs `check` on every fixture of `class`: pointer pattern x values x grey mask x range.
+fn each_fixture(
+    class: SizeClass,
+    mut check: impl FnMut(Span<'_>, &[u64; LINE_WORDS], HeapRange, &dyn Fn() -> String),
+) {
+    let mut ts = TestSpan::new(class);
+    let greys = grey_masks(class);
+    for ptrs in PTRS {
+        for values in VALUES {
+            ts.fill(|i| ptrs.bits(class, i), |w| values.value(w));
+            for (name, grey) in &greys {
+                for range in ranges() {
+                    let what = || {
+                        format!(
+                            "class {class}, ptrs {ptrs:?}, values {values:?}, grey {name:?}, {range:?}"
+                        )
+                    };
+                    check(ts.span(), grey, range, &what);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn scalar_matches_naive_every_class() {
+    for class in SizeClass::every_legal() {
+        each_fixture(class, |span, grey, range, what| {
+            let got = run(Kernel::scalar(), span, grey, range);
+            assert_same(&got, &naive(span, grey, range), || {
+                format!("scalar, {}", what())
+            });
+        });
+    }
+}
+
+#[test]
+fn tiers_match_scalar_every_class() {
+    each_tier_and_class(|k, class| {
+        each_fixture(class, |span, grey, range, what| {
+            let want = run(Kernel::scalar(), span, grey, range);
+            assert_same(&run(k, span, grey, range), &want, || {
+                format!("tier {k}, {}", what())
+            });
+        });
+    });
+}
+
+#[test]
+fn tiers_ignore_grey_bits_past_capacity() {
+    each_tier_and_class(|k, class| {
+        let mut ts = TestSpan::new(class);
+        ts.fill(|_| u64::MAX, |w| Values::InRange.value(w));
+        let range = HeapRange::new(LO, HI);
+        let inside = below_capacity(class);
+        let want = run(k, ts.span(), &inside, range);
+        assert_eq!(
+            want.len(),
+            class.capacity() * class.words(),
+            "tier {k}, class {class}"
+        );
+        for extra in [[u64::MAX; LINE_WORDS], [1 << 63; LINE_WORDS]] {
+            let mut grey = extra;
+            grey.iter_mut().zip(inside).for_each(|(g, c)| *g |= c);
+            let got = run(k, ts.span(), &grey, range);
+            assert_same(&got, &want, || {
+                format!("tier {k}, class {class}, grey {grey:x?}")
+            });
+        }
+    });
+}
+
+#[test]
+fn tiers_keep_exactly_lo_to_hi() {
+    each_tier_and_class(|k, class| {
+        let mut ts = TestSpan::new(class);
+        let kinds = [0, 1, LO - 1, LO, LO + 8, HI - 1, HI, HI + 1, usize::MAX];
+        ts.fill(|_| u64::MAX, |w| kinds[w % kinds.len()]);
+        let got = run(k, ts.span(), &below_capacity(class), HeapRange::new(LO, HI));
+        let words = class.capacity() * class.words();
+        let want: Vec<usize> = (0..words)
+            .map(|w| kinds[w % kinds.len()])
+            .filter(|&v| (LO..HI).contains(&v))
+            .collect();
+        assert_same(&got, &want, || format!("tier {k}, class {class}"));
+    });
+}
+
+#[test]
+fn tiers_gather_every_word_of_a_full_span_in_order() {
+    each_tier_and_class(|k, class| {
+        let mut ts = TestSpan::new(class);
+        ts.fill(|_| u64::MAX, |w| Values::InRange.value(w));
+        let got = run(
+            k,
+            ts.span(),
+            &[u64::MAX; LINE_WORDS],
+            HeapRange::new(LO, HI),
+        );
+        let want: Vec<usize> = (0..class.capacity() * class.words())
+            .map(|w| Values::InRange.value(w))
+            .collect();
+        assert_same(&got, &want, || format!("tier {k}, class {class}"));
+    });
+}
+
+#[test]
+fn detected_tier_is_expected() {
+    match std::env::var("SENCHA_EXPECT_TIER") {
+        Ok(want) => assert_eq!(
+            Kernel::detect().name(),
+            want.trim(),
+            "SENCHA_EXPECT_TIER says {want:?}; this CPU's best tier is {}",
+            Kernel::detect()
+        ),
+        Err(_) => eprintln!(
+            "SENCHA_EXPECT_TIER unset; detected tier {} not checked",
+            Kernel::detect()
+        ),
+    }
+}
+
+#[test]
+fn available_tiers_start_with_scalar() {
+    let tiers: Vec<Kernel> = Kernel::available().collect();
+    assert_eq!(tiers[0], Kernel::scalar());
+    assert_eq!(tiers.last(), Some(&Kernel::detect()));
+    report_skipped_tiers();
+}
+
+/// The `#[target_feature]` attributes of the AVX-512 tier enable exactly `FEATURES`.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx512_target_features_match_features_list() {
+    let source = include_str!("avx512.rs");
+    let mut want: Vec<&str> = super::avx512::FEATURES.to_vec();
+    want.sort_unstable();
+    let mut dedup = want.clone();
+    dedup.dedup();
+    assert_eq!(want, dedup, "FEATURES lists a feature twice");
+    let key = "enable = \"";
+    let mut seen = 0;
+    for (at, _) in source.match_indices(key) {
+        let rest = &source[at + key.len()..];
+        let list = &rest[..rest.find('"').expect("closing quote")];
+        let mut got: Vec<&str> = list.split(',').map(str::trim).collect();
+        got.sort_unstable();
+        assert_eq!(
+            got, want,
+            "a #[target_feature] attribute differs from FEATURES"
+        );
+        seen += 1;
+    }
+    assert!(seen >= 2, "found {seen} target_feature attributes");
+}
+
+thread_local! {
+    /// One reusable span per legal class for the property tests (index: words - 2).
+    static SPANS: RefCell<Vec<TestSpan>> =
+        RefCell::new(SizeClass::every_legal().map(TestSpan::new).collect());
+}
+
+/// Grey masks from empty to full, with the densities around the tiers' switch points.
+fn grey_strategy() -> impl Strategy<Value = [u64; LINE_WORDS]> {
+    let words = || any::<[u64; LINE_WORDS]>();
+    prop_oneof![
+        words(),
+        (words(), words()).prop_map(|(a, b)| std::array::from_fn(|i| a[i] & b[i])),
+        (words(), words(), words())
+            .prop_map(|(a, b, c)| std::array::from_fn(|i| a[i] & b[i] & c[i])),
+        (words(), words()).prop_map(|(a, b)| std::array::from_fn(|i| a[i] | b[i])),
+        (words(), words(), words())
+            .prop_map(|(a, b, c)| std::array::from_fn(|i| a[i] | b[i] | c[i])),
+        prop::collection::vec(0usize..512, 0..12).prop_map(|v| {
+            let mut m = [0; LINE_WORDS];
+            v.into_iter().for_each(|i| set(&mut m, i));
+            m
+        }),
+    ]
+}
+
+/// Word-level pointer bitmaps, sparse to full.
+fn bitmap_strategy() -> impl Strategy<Value = [u64; PTR_BITMAP_WORDS]> {
+    let words = || any::<[u64; PTR_BITMAP_WORDS]>();
+    prop_oneof![
+        words(),
+        (words(), words()).prop_map(|(a, b)| std::array::from_fn(|i| a[i] & b[i])),
+        (words(), words()).prop_map(|(a, b)| std::array::from_fn(|i| a[i] | b[i])),
+        Just([u64::MAX; PTR_BITMAP_WORDS]),
+    ]
+}
+
+/// Bits `first .. first + len` of a word-level bitmap.
+fn bits_of(bitmap: &[u64; PTR_BITMAP_WORDS], first: usize, len: usize) -> u64 {
+    let b = bitmap.view_bits::<Lsb0>();
+    b[first..first + len]
+        .iter()
+        .by_vals()
+        .enumerate()
+        .fold(0, |acc, (k, bit)| acc | (bit as u64) << k)
+}
+
+proptest! {
+    /// Random grey masks and pointer bitmaps, applied to a span of every legal class.
+    #[test]
+    fn tiers_match_scalar_random_spans(
+        grey in grey_strategy(),
+        bitmap in bitmap_strategy(),
+        seed in any::<u64>(),
+        wide in any::<bool>(),
+    ) {
+        let range = if wide { HeapRange::new(1, usize::MAX) } else { HeapRange::new(LO, HI) };
+        SPANS.with(|spans| {
+            let mut spans = spans.borrow_mut();
+            for ts in spans.iter_mut() {
+                let class = ts.class;
+                ts.fill(
+                    |i| bits_of(&bitmap, i * class.words(), class.words()),
+                    |w| mixed_value(splitmix(seed ^ (w as u64) << 20)),
+                );
+                let span = ts.span();
+                let want = run(Kernel::scalar(), span, &grey, range);
+                assert_same(&want, &naive(span, &grey, range), || {
+                    format!("scalar vs naive, class {class}, grey {grey:x?}")
+                });
+                for k in Kernel::available().skip(1) {
+                    assert_same(&run(k, span, &grey, range), &want, || {
+                        format!("tier {k}, class {class}, grey {grey:x?}, seed {seed}")
+                    });
+                }
+            }
+        });
+        static REPORT: std::sync::Once = std::sync::Once::new();
+        REPORT.call_once(report_skipped_tiers);
+    }
+}

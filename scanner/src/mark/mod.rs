@@ -15,15 +15,23 @@ use crate::stats::{MarkStats, WorkerStats};
 use crate::termination::Termination;
 use crate::worker::{Ctx, Shared, default_dense_min};
 
+/// How one mark runs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Config {
+    pub(crate) workers: usize,
+    pub(crate) kernel: Kernel,
+    pub(crate) algorithm: Algorithm,
+    pub(crate) in_place: bool,
+}
+
 /// Runs one parallel mark of `heap` from `roots` (validated object addresses).
-pub(crate) fn run(
-    heap: &Heap,
-    roots: &[usize],
-    pool: &ThreadPool,
-    workers: usize,
-    kernel: Kernel,
-    algorithm: Algorithm,
-) -> MarkStats {
+pub(crate) fn run(heap: &Heap, roots: &[usize], pool: &ThreadPool, cfg: Config) -> MarkStats {
+    let Config {
+        workers,
+        kernel,
+        algorithm,
+        in_place,
+    } = cfg;
     let start = Instant::now();
     let (lo, hi) = heap.address_range();
     let (queues, locals) = queue::make(workers, roots.len());
@@ -36,6 +44,7 @@ pub(crate) fn run(
         queues,
         term: Termination::new(),
         dense_min: default_dense_min(),
+        in_place,
     };
     let mut per_worker = vec![WorkerStats::default(); workers];
     pool.scope(|s| {

@@ -210,3 +210,18 @@ impl std::fmt::Display for Kernel {
         f.write_str(self.name())
     }
 }
+
+/// Asks the CPU to bring the cache line holding `addr` closer (a hint: never faults, whatever
+/// the address; a no-op where sencha has no prefetch instruction).
+#[inline(always)]
+#[allow(unsafe_code)]
+pub(crate) fn prefetch(addr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHT0 is an SSE instruction (baseline on x86_64) that only hints the cache;
+    // it does not access memory architecturally and cannot fault, so any address is fine.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(addr as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
+}

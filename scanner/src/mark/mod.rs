@@ -22,6 +22,7 @@ pub(crate) struct Config {
     pub(crate) kernel: Kernel,
     pub(crate) algorithm: Algorithm,
     pub(crate) in_place: bool,
+    pub(crate) prefetch: bool,
 }
 
 /// Runs one parallel mark of `heap` from `roots` (validated object addresses).
@@ -31,6 +32,7 @@ pub(crate) fn run(heap: &Heap, roots: &[usize], pool: &ThreadPool, cfg: Config) 
         kernel,
         algorithm,
         in_place,
+        prefetch,
     } = cfg;
     let start = Instant::now();
     let (lo, hi) = heap.address_range();
@@ -45,6 +47,7 @@ pub(crate) fn run(heap: &Heap, roots: &[usize], pool: &ThreadPool, cfg: Config) 
         term: Termination::new(),
         dense_min: default_dense_min(),
         in_place,
+        prefetch,
     };
     let mut per_worker = vec![WorkerStats::default(); workers];
     pool.scope(|s| {

@@ -94,8 +94,14 @@ impl Heap {
             _ => return Err(Error::OutOfAddressSpace { addr, len }),
         }
         if let Some(page) = self.map.first_used(addr, len) {
-            let existing = match self.resolve(page) {
-                Resolved::Large(l) => l.start(),
+            // A large object's entry names its record, whose start may lie anywhere in (or
+            // before) this page; resolving the page address would miss a mid-page start.
+            let existing = match self.map.get(page).kind() {
+                EntryKind::Large { record } => self
+                    .large
+                    .get(record as usize)
+                    .and_then(Option::as_ref)
+                    .map_or(page, LargeObject::start),
                 _ => page,
             };
             return Err(if existing == addr {

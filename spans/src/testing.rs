@@ -1,3 +1,1209 @@
 //! Fixtures and check functions for sencha's own tests, benchmarks and fuzzers.
 //!
 //! Unstable: behind the `testing` feature, not covered by semver.
+//!
+//! - **Memory fixtures.** [`leak_span_memory`] leaks one zeroed, 8 KiB-aligned span and wraps it
+//!   as [`OwnedMemory`] (safe: leaked memory lives forever); [`leak_pages`] leaks a run of such
+//!   pages and [`split_pages`] cuts it into spans; [`custom_span`] registers a leaked span of
+//!   any of the 63 legal classes.
+//! - **Random numbers.** [`SplitMix64`], seeded and reproducible, so that a failing test names
+//!   its seed.
+//! - **Snapshots.** [`snapshot`] captures everything a heap operation may change (statistics,
+//!   span and large-object records, page-map entries, metadata lines), so a test can assert
+//!   that a failed call left the heap unchanged.
+//! - **Checks.** [`check_heap_invariants`] asserts that a heap is self-consistent;
+//!   [`check_registration_sequence`] turns arbitrary bytes into registration calls and asserts
+//!   that each returns the success or the error variant a simple model predicts (and never
+//!   panics inside sencha), that a failed call changes nothing, and that the heap stays
+//!   consistent. Fuzz targets are thin shims over it.
+//!
+//! The check functions panic (through `assert!`) when sencha is wrong; that is their purpose.
+//!
+//! # Unsafe code
+//! One block, in [`check_registration_sequence`]'s memory pool: fuzzing runs millions of
+//! sequences, so it cannot leak memory for each one. It hands out parts of a buffer it owns
+//! through [`OwnedMemory::new_unchecked`] and drops the heap before the buffer. It also builds
+//! [`OwnedMemory`] values for ranges that are *not* the caller's (null, past 2^48, inside the
+//! embedded allocator's arenas): the heap must reject those before touching them, and the
+//! check asserts exactly that.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::mem::discriminant;
+
+use crate::class::SizeClass;
+use crate::error::Error;
+use crate::heap::{Heap, HeapConfig, HeapStats, Object, Resolved};
+use crate::layout::Layout;
+use crate::pagemap::{ADDRESS_LIMIT, Entry};
+use crate::register::OwnedMemory;
+use crate::span::{CLASS_NOSCAN, LINE_WORDS, OBJECT_BYTES, Owner, PTR_BITMAP_WORDS, SPAN_BYTES};
+
+// ---------------------------------------------------------------------------------------------
+// Random numbers
+
+/// Sebastiano Vigna's splitmix64: a tiny, seedable, reproducible generator for fixtures.
+///
+/// # Examples
+/// ```
+/// use sencha_spans::testing::SplitMix64;
+/// let mut a = SplitMix64::new(7);
+/// let mut b = SplitMix64::new(7);
+/// assert_eq!(a.next_u64(), b.next_u64());
+/// assert!(a.below(10) < 10);
+/// ```
+#[derive(Clone, Debug)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// A generator with this seed.
+    pub fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number below `n` (`n > 0`; the tiny modulo bias does not matter for fixtures).
+    ///
+    /// # Panics
+    /// If `n` is 0.
+    pub fn below(&mut self, n: usize) -> usize {
+        assert!(n > 0, "SplitMix64::below(0)");
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// True with probability `1 / 2`.
+    pub fn coin(&mut self) -> bool {
+        self.next_u64() >> 63 != 0
+    }
+
+    /// Shuffles `v` (Fisher–Yates).
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            v.swap(i, self.below(i + 1));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory fixtures
+
+/// One span's worth of memory, aligned like a span.
+#[repr(C, align(8192))]
+struct SpanMemory([u8; SPAN_BYTES]);
+
+/// Leaks one zeroed, 8 KiB-aligned span of memory.
+///
+/// # Examples
+/// ```
+/// use sencha_spans::testing::leak_span_memory;
+/// let mem = leak_span_memory();
+/// assert_eq!((mem.addr() % 8192, mem.len()), (0, 8192));
+/// ```
+pub fn leak_span_memory() -> OwnedMemory {
+    let mem: &'static mut SpanMemory = Box::leak(Box::new(SpanMemory([0; SPAN_BYTES])));
+    OwnedMemory::from_static(&mut mem.0)
+}
+
+/// Leaks `pages` zeroed, contiguous, 8 KiB-aligned pages (8 KiB each): memory for a custom
+/// large object, or for several spans to be split with [`split_pages`].
+///
+/// # Panics
+/// If `pages` is 0.
+pub fn leak_pages(pages: usize) -> &'static mut [u8] {
+    assert!(pages > 0, "leak_pages(0)");
+    // One spare page, so that an 8 KiB-aligned run of `pages` pages fits anywhere.
+    let raw: &'static mut [u8] = vec![0u8; (pages + 1) * SPAN_BYTES].leak();
+    let skip = raw.as_ptr().align_offset(SPAN_BYTES);
+    &mut raw[skip..skip + pages * SPAN_BYTES]
+}
+
+/// Splits leaked memory into its 8 KiB pages, each ready for [`Heap::register_span`].
+pub fn split_pages(mem: &'static mut [u8]) -> Vec<OwnedMemory> {
+    mem.chunks_exact_mut(SPAN_BYTES)
+        .map(OwnedMemory::from_static)
+        .collect()
+}
+
+/// Registers a fresh leaked span of `class` (any of the 63 legal classes) with `heap`.
+///
+/// # Errors
+/// As [`Heap::register_span`] (a fresh leaked span is never rejected).
+///
+/// # Examples
+/// ```
+/// use sencha_spans::{Heap, Layout, SizeClass, testing::custom_span};
+/// let mut heap = Heap::new();
+/// let base = custom_span(&mut heap, SizeClass::new(72).unwrap(), false).unwrap();
+/// heap.init_object(base + 72, &Layout::all_pointers(72).unwrap()).unwrap();
+/// assert_eq!(heap.stats().small_objects, 1);
+/// ```
+pub fn custom_span(heap: &mut Heap, class: SizeClass, noscan: bool) -> Result<usize, Error> {
+    heap.register_span(leak_span_memory(), class, noscan)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Snapshots
+
+/// What an address resolves to, as plain data (comparable between snapshots).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// [`Resolved::NotInHeap`].
+    NotInHeap,
+    /// A slot of a span.
+    Small {
+        /// The span's base.
+        base: usize,
+        /// The slot index.
+        index: usize,
+        /// The span's class.
+        class: SizeClass,
+        /// Whether the span is noscan.
+        noscan: bool,
+        /// Whether the slot holds an allocated object.
+        allocated: bool,
+    },
+    /// Inside a large object.
+    Large {
+        /// Its first byte.
+        start: usize,
+        /// Its size.
+        bytes: usize,
+    },
+}
+
+/// Resolves `addr` in `heap` into a [`Lookup`].
+pub fn lookup(heap: &Heap, addr: usize) -> Lookup {
+    match heap.resolve(addr) {
+        Resolved::NotInHeap => Lookup::NotInHeap,
+        Resolved::Small(o) => Lookup::Small {
+            base: o.span.base(),
+            index: o.index,
+            class: o.class,
+            noscan: o.noscan,
+            allocated: heap.object(o.addr()).is_ok(),
+        },
+        Resolved::Large(l) => Lookup::Large {
+            start: l.start(),
+            bytes: l.bytes(),
+        },
+    }
+}
+
+/// The metadata of one span, as plain data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpanSnapshot {
+    /// The span's base.
+    pub base: usize,
+    /// Its class byte.
+    pub class_byte: u8,
+    /// Its owner state.
+    pub owner: Owner,
+    /// Marked bits.
+    pub marked: [u64; LINE_WORDS],
+    /// Scanned bits.
+    pub scanned: [u64; LINE_WORDS],
+    /// Pointer bitmap.
+    pub ptr_bitmap: [u64; PTR_BITMAP_WORDS],
+    /// Allocated slots.
+    pub allocated: [u64; LINE_WORDS],
+}
+
+/// Everything about a heap that a registration call may change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeapSnapshot {
+    /// [`Heap::stats`].
+    pub stats: HeapStats,
+    /// [`Heap::address_range`].
+    pub address_range: (usize, usize),
+    /// Every span, sorted by base.
+    pub spans: Vec<SpanSnapshot>,
+    /// Every large object: start, bytes, marked, custom; sorted.
+    pub large: Vec<(usize, usize, bool, bool)>,
+    /// Page-map entries and lookups of the probed addresses.
+    pub probes: Vec<(usize, Entry, Lookup)>,
+}
+
+/// Snapshots `heap`, probing the page map at six offsets of every page in `regions`
+/// (`(start, len)` pairs) and of every page the heap has registered.
+pub fn snapshot(heap: &Heap, regions: &[(usize, usize)]) -> HeapSnapshot {
+    let mut spans: Vec<SpanSnapshot> = heap
+        .spans()
+        .map(|s| SpanSnapshot {
+            base: s.base(),
+            class_byte: s.class_byte(),
+            owner: s.owner(),
+            marked: s.marked_bits(),
+            scanned: s.scanned_bits(),
+            ptr_bitmap: s.ptr_bitmap(),
+            allocated: heap
+                .allocated_slots(s.base())
+                .unwrap_or([u64::MAX; LINE_WORDS]),
+        })
+        .collect();
+    spans.sort_by_key(|s| s.base);
+    let mut large: Vec<_> = heap
+        .large_objects()
+        .map(|l| (l.start(), l.bytes(), l.is_marked(), l.is_custom()))
+        .collect();
+    large.sort_unstable();
+    let mut pages = BTreeSet::new();
+    for &(start, len) in regions {
+        let first = start / SPAN_BYTES;
+        let last = start.saturating_add(len.max(1) - 1) / SPAN_BYTES;
+        pages.extend(first..=last.min(first + 4096));
+    }
+    pages.extend(spans.iter().map(|s| s.base / SPAN_BYTES));
+    pages.extend(large.iter().map(|l| l.0 / SPAN_BYTES));
+    let probes = pages
+        .into_iter()
+        .flat_map(|p| {
+            [0, 8, 4096, OBJECT_BYTES - 8, OBJECT_BYTES, SPAN_BYTES - 8]
+                .map(|off| (p * SPAN_BYTES).wrapping_add(off))
+        })
+        .map(|a| (a, heap.map.get(a), lookup(heap, a)))
+        .collect();
+    HeapSnapshot {
+        stats: heap.stats(),
+        address_range: heap.address_range(),
+        spans,
+        large,
+        probes,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Invariants
+
+/// Asserts that `heap` is self-consistent:
+/// - every span resolves to itself, with the class byte of its page-map entry;
+/// - a slot is an object ([`Heap::object`]) exactly when [`Heap::allocated_slots`] says so;
+/// - free slots, noscan spans and the metadata tail have no pointer bits; no marked or
+///   scanned bit lies past the span's capacity; the tail resolves to nothing;
+/// - every large object resolves to itself from its first to its last byte;
+/// - [`Heap::stats`] agrees with all of the above.
+///
+/// # Panics
+/// When an invariant does not hold, naming it.
+pub fn check_heap_invariants(heap: &Heap) {
+    let mut small = 0;
+    let mut small_bytes = 0;
+    let mut spans = 0;
+    for span in heap.spans() {
+        spans += 1;
+        let base = span.base();
+        let class = span.class();
+        let cap = class.capacity();
+        assert_eq!(base % SPAN_BYTES, 0, "span {span:?} misaligned");
+        let entry_byte = match heap.map.get(base).kind() {
+            crate::pagemap::EntryKind::Small { class_byte, .. } => class_byte,
+            k => panic!("span {span:?} has page-map entry {k:?}"),
+        };
+        assert_eq!(
+            entry_byte,
+            span.class_byte(),
+            "span {span:?}: entry vs mark line"
+        );
+        let alloc = heap
+            .allocated_slots(base)
+            .unwrap_or_else(|e| panic!("span {span:?}: allocated_slots: {e}"));
+        let marked = span.marked_bits();
+        for i in 0..LINE_WORDS * 64 {
+            let allocated = alloc[i / 64] >> (i % 64) & 1 != 0;
+            if i >= cap {
+                assert!(
+                    !allocated,
+                    "span {span:?}: slot {i} past capacity allocated"
+                );
+                assert_eq!(marked[i / 64] >> (i % 64) & 1, 0, "span {span:?}: mark {i}");
+                continue;
+            }
+            let addr = base + i * class.bytes();
+            assert_eq!(
+                heap.object(addr).is_ok(),
+                allocated,
+                "span {span:?}: slot {i} object() vs allocated_slots"
+            );
+            if allocated {
+                small += 1;
+                small_bytes += class.bytes();
+            }
+            if !allocated || span.is_noscan() {
+                assert_eq!(
+                    span.object_ptr_bits(i),
+                    0,
+                    "span {span:?}: free or noscan slot {i} has pointer bits"
+                );
+            }
+            match heap.resolve(addr + class.bytes() - 1) {
+                Resolved::Small(o) => assert_eq!((o.span, o.index), (span, i)),
+                r => panic!("span {span:?}: last byte of slot {i} resolves to {r:?}"),
+            }
+        }
+        let scanned = span.scanned_bits();
+        for i in cap..LINE_WORDS * 64 {
+            assert_eq!(
+                scanned[i / 64] >> (i % 64) & 1,
+                0,
+                "span {span:?}: scan bit {i}"
+            );
+        }
+        let bitmap = span.ptr_bitmap();
+        let used_words = cap * class.words();
+        for w in used_words..PTR_BITMAP_WORDS * 64 {
+            assert_eq!(
+                bitmap[w / 64] >> (w % 64) & 1,
+                0,
+                "span {span:?}: tail word {w}"
+            );
+        }
+        for off in [cap * class.bytes(), OBJECT_BYTES, SPAN_BYTES - 1] {
+            assert!(
+                matches!(heap.resolve(base + off), Resolved::NotInHeap),
+                "span {span:?}: tail offset {off} resolves to an object"
+            );
+        }
+    }
+    let mut large = 0;
+    let mut large_bytes = 0;
+    for l in heap.large_objects() {
+        large += 1;
+        large_bytes += l.bytes();
+        for a in [
+            l.start(),
+            l.start() + l.bytes() / 2,
+            l.start() + l.bytes() - 1,
+        ] {
+            match heap.resolve(a) {
+                Resolved::Large(r) => assert_eq!(r.start(), l.start(), "large {a:#x}"),
+                r => panic!("large object {:#x}: {a:#x} resolves to {r:?}", l.start()),
+            }
+        }
+        assert!(matches!(heap.object(l.start()), Ok(Object::Large(_))));
+    }
+    let s = heap.stats();
+    assert_eq!(
+        (
+            s.spans,
+            s.small_objects,
+            s.small_bytes,
+            s.large_objects,
+            s.large_bytes
+        ),
+        (spans, small, small_bytes, large, large_bytes),
+        "stats disagree with the heap's records"
+    );
+    assert_eq!(s.page_map_tables, heap.map.chunk_tables());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registration sequences
+
+const POOL_PAGES: usize = 8;
+
+/// Memory owned by one [`check_registration_sequence`] run.
+struct Pool {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl Pool {
+    fn new() -> Self {
+        let buf = vec![0u8; (POOL_PAGES + 1) * SPAN_BYTES];
+        let start = buf.as_ptr() as usize;
+        let start = start.next_multiple_of(SPAN_BYTES);
+        Pool { buf, start }
+    }
+
+    fn end(&self) -> usize {
+        self.start + POOL_PAGES * SPAN_BYTES
+    }
+
+    fn contains(&self, addr: usize) -> bool {
+        (self.start..self.end()).contains(&addr)
+    }
+
+    /// `addr .. addr + len` as [`OwnedMemory`].
+    ///
+    /// Inside the pool this keeps `OwnedMemory`'s promise: the buffer is valid for reads and
+    /// writes, stays alive until the heap is dropped (the caller drops the heap first), and
+    /// nothing else touches it. Outside the pool the promise is false, and the caller passes
+    /// such ranges only where the heap must reject them before any access (null, past 2^48,
+    /// the embedded allocator's arenas), which the caller asserts.
+    #[allow(unsafe_code)]
+    fn memory(&mut self, addr: usize, len: usize) -> OwnedMemory {
+        debug_assert!(
+            !self.contains(addr) || addr + len <= self.end(),
+            "pool ranges stay inside the pool"
+        );
+        // The pointer is derived from the buffer (not cast from the integer) when it lies in
+        // the pool, so it carries the buffer's provenance.
+        let ptr = if self.contains(addr) {
+            self.buf
+                .as_mut_ptr()
+                .wrapping_add(addr - self.buf.as_ptr() as usize)
+        } else {
+            std::ptr::without_provenance_mut(addr)
+        };
+        // SAFETY: see above: inside the pool the range is the pool's own live buffer, which
+        // outlives the heap (check_registration_sequence drops the heap before the pool);
+        // outside, the heap rejects the range before reading or writing it, and the caller
+        // asserts that it did.
+        unsafe { OwnedMemory::new_unchecked(ptr, len) }
+    }
+}
+
+/// Reads choices from fuzz bytes; zeros when they run out.
+struct Input<'a>(&'a [u8]);
+
+impl Input<'_> {
+    fn next(&mut self) -> Option<u8> {
+        let (&b, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(b)
+    }
+
+    fn u8(&mut self) -> u8 {
+        self.next().unwrap_or(0)
+    }
+
+    fn pick<T: Copy>(&mut self, from: &[T]) -> T {
+        from[self.u8() as usize % from.len()]
+    }
+}
+
+/// What the check expects a call to return: success, or an error of this variant.
+type Expect = Result<(), Error>;
+
+fn same_outcome<T: std::fmt::Debug>(got: &Result<T, Error>, want: &Expect) -> bool {
+    match (got, want) {
+        (Ok(_), Ok(())) => true,
+        (Err(g), Err(w)) => discriminant(g) == discriminant(w),
+        _ => false,
+    }
+}
+
+/// The check's model of the heap: what it registered and allocated, kept in the simplest
+/// data structures.
+#[derive(Debug, Default)]
+struct Model {
+    /// Custom spans: base -> (class, noscan, allocated slot indices).
+    spans: BTreeMap<usize, (SizeClass, bool, BTreeSet<usize>)>,
+    /// Custom large objects: start -> (claimed bytes, object bytes).
+    large: BTreeMap<usize, (usize, usize)>,
+    /// Embedded small objects: address -> class.
+    embedded_small: BTreeMap<usize, SizeClass>,
+    /// Embedded large objects: start -> (claimed bytes, object bytes).
+    embedded_large: BTreeMap<usize, (usize, usize)>,
+    /// Marked addresses (small slots keep their mark until sweep, even when freed).
+    marked: BTreeSet<usize>,
+}
+
+impl Model {
+    fn embedded_span_bases(&self) -> BTreeSet<usize> {
+        self.embedded_small
+            .keys()
+            .map(|a| a & !(SPAN_BYTES - 1))
+            .collect()
+    }
+
+    /// The start of the registered thing that uses the page of `page`, if any.
+    fn page_owner(&self, page: usize) -> Option<usize> {
+        let page = page & !(SPAN_BYTES - 1);
+        if self.spans.contains_key(&page) || self.embedded_span_bases().contains(&page) {
+            return Some(page);
+        }
+        self.large
+            .iter()
+            .chain(&self.embedded_large)
+            .find(|&(&s, &(claim, _))| {
+                s & !(SPAN_BYTES - 1) <= page && page <= (s + claim - 1) & !(SPAN_BYTES - 1)
+            })
+            .map(|(&s, _)| s)
+    }
+
+    fn mapped(&self, addr: usize) -> bool {
+        self.page_owner(addr).is_some()
+    }
+
+    /// The documented checks of `register_span` (`span == true`) and `register_large`.
+    fn expect_register(&self, addr: usize, len: usize, span: bool, pool: &Pool) -> Expect {
+        if span && len != SPAN_BYTES && addr != 0 {
+            return Err(Error::InvalidLength { len });
+        }
+        if addr == 0 {
+            return Err(Error::NullAddress);
+        }
+        if len == 0 {
+            return Err(Error::InvalidLength { len });
+        }
+        let align = if span { SPAN_BYTES } else { 8 };
+        if !addr.is_multiple_of(align) {
+            return Err(Error::Misaligned { addr, align });
+        }
+        if addr.checked_add(len).is_none_or(|e| e > ADDRESS_LIMIT) {
+            return Err(Error::OutOfAddressSpace { addr, len });
+        }
+        let first = addr / SPAN_BYTES;
+        let last = (addr + len - 1) / SPAN_BYTES;
+        for p in first..=last {
+            if let Some(existing) = self.page_owner(p * SPAN_BYTES) {
+                return Err(if existing == addr {
+                    Error::AlreadyRegistered { addr }
+                } else {
+                    Error::Overlap { addr, existing }
+                });
+            }
+        }
+        if !pool.contains(addr) {
+            // Inside an arena (the only other memory this check hands out).
+            return Err(Error::Overlap { addr, existing: 0 });
+        }
+        Ok(())
+    }
+
+    /// The custom span holding `addr`, if any.
+    fn custom_span_of(&self, addr: usize) -> Option<(usize, SizeClass, bool)> {
+        let base = addr & !(SPAN_BYTES - 1);
+        self.spans.get(&base).map(|&(c, n, _)| (base, c, n))
+    }
+
+    fn large_containing(&self, addr: usize) -> Option<(usize, bool)> {
+        let custom = self.large.iter().map(|(&s, &v)| (s, v, true));
+        let embedded = self.embedded_large.iter().map(|(&s, &v)| (s, v, false));
+        custom
+            .chain(embedded)
+            .find(|&(s, (_, bytes), _)| (s..s + bytes).contains(&addr))
+            .map(|(s, _, custom)| (s, custom))
+    }
+
+    /// Whether `addr` is the start of an allocated object, and whether it is custom.
+    fn object_at(&self, addr: usize) -> Option<bool> {
+        if let Some((base, class, _)) = self.custom_span_of(addr) {
+            let off = addr - base;
+            let allocated = self.spans[&base].2.contains(&(off / class.bytes()));
+            return (off.is_multiple_of(class.bytes()) && allocated).then_some(true);
+        }
+        if self.embedded_small.contains_key(&addr) || self.embedded_large.contains_key(&addr) {
+            return Some(false);
+        }
+        self.large.contains_key(&addr).then_some(true)
+    }
+
+    /// The errors of `Heap::object`.
+    fn expect_object(&self, addr: usize) -> Expect {
+        if addr == 0 {
+            return Err(Error::NullAddress);
+        }
+        if self.object_at(addr).is_some() {
+            return Ok(());
+        }
+        if self.mapped(addr) {
+            Err(Error::NotAnObject { addr })
+        } else {
+            Err(Error::NotRegistered { addr })
+        }
+    }
+
+    fn expect_init(&self, addr: usize, layout: &Layout) -> Expect {
+        if let Some((base, class, noscan)) = self.custom_span_of(addr) {
+            let off = addr - base;
+            if off >= class.capacity() * class.bytes() || !off.is_multiple_of(class.bytes()) {
+                return Err(Error::NotAnObject { addr });
+            }
+            if self.spans[&base].2.contains(&(off / class.bytes())) {
+                return Err(Error::SlotInUse { addr });
+            }
+            if layout.bytes() > class.bytes() {
+                return Err(Error::LayoutTooLarge {
+                    bytes: layout.bytes(),
+                    limit: class.bytes(),
+                });
+            }
+            if noscan && layout.has_pointers() {
+                return Err(Error::InvalidLayout { reason: "" });
+            }
+            return Ok(());
+        }
+        let base = addr & !(SPAN_BYTES - 1);
+        if self.embedded_span_bases().contains(&base) {
+            let class = self
+                .embedded_small
+                .range(base..base + SPAN_BYTES)
+                .next()
+                .map(|(_, c)| *c);
+            let class = class.unwrap_or(SizeClass::DEFAULTS[0]);
+            return Err(if addr - base >= class.capacity() * class.bytes() {
+                Error::NotAnObject { addr }
+            } else {
+                Error::WrongOwner { addr }
+            });
+        }
+        if self.large_containing(addr).is_some() {
+            return Err(Error::WrongOwner { addr });
+        }
+        if self.mapped(addr) {
+            return Err(Error::NotAnObject { addr });
+        }
+        Err(Error::NotRegistered { addr })
+    }
+
+    fn expect_free(&self, addr: usize) -> Expect {
+        self.expect_object(addr)?;
+        match self.object_at(addr) {
+            Some(true) if self.custom_span_of(addr).is_some() => Ok(()),
+            Some(true) => Err(Error::NotAnObject { addr }), // a custom large object
+            _ if self.embedded_large.contains_key(&addr) => Err(Error::NotAnObject { addr }),
+            _ => Err(Error::WrongOwner { addr }),
+        }
+    }
+}
+
+/// Runs the registration calls that `bytes` spell out against a fresh heap and asserts, after
+/// every call, that:
+/// - it returned the success or the typed error (the variant) that a simple model of the
+///   heap predicts, and never panicked;
+/// - a call that returned an error left the heap unchanged ([`snapshot`]);
+/// - the heap is self-consistent ([`check_heap_invariants`]) and agrees with the model
+///   (registered spans, allocated slots, large objects, sweep results).
+///
+/// The calls (the first byte of each, modulo 12, picks one; the next bytes pick its
+/// arguments): `register_span`, `register_large`, `unregister_span`, `unregister_large`,
+/// `init_object`, `free_object`, `mark_object`, `sweep` and embedded `alloc`, on addresses
+/// drawn from a pool of 8 owned pages, the embedded allocator's arenas, null and addresses
+/// beyond 2^48, with lengths, classes and layouts both legal and not.
+///
+/// Each call builds and drops a fresh heap: about 9 ms on the development machine, most of
+/// it spent dropping the page map's 32 MiB top-level table (the drop reads every slot).
+///
+/// # Panics
+/// When sencha disagrees with the model: that is a bug the input has found.
+///
+/// # Examples
+/// ```
+/// sencha_spans::testing::check_registration_sequence(&[0, 0, 0, 0, 6, 7, 1, 2, 3]);
+/// ```
+pub fn check_registration_sequence(bytes: &[u8]) {
+    let mut pool = Pool::new();
+    let mut heap = Heap::with_config(HeapConfig {
+        huge_pages: false,
+        arena_bytes: 2 << 20,
+    });
+    run_sequence(&mut heap, &mut pool, &mut Input(bytes));
+    // The heap may hold pool memory: it must go before the pool does.
+    drop(heap);
+    drop(pool);
+}
+
+const SPAN_LENS: [usize; 8] = [
+    SPAN_BYTES,
+    SPAN_BYTES,
+    SPAN_BYTES,
+    SPAN_BYTES,
+    0,
+    4096,
+    2 * SPAN_BYTES,
+    8,
+];
+const LARGE_LENS: [usize; 8] = [
+    SPAN_BYTES,
+    600,
+    4096,
+    2 * SPAN_BYTES,
+    3 * SPAN_BYTES - 8,
+    0,
+    8,
+    5000,
+];
+const OFFSETS: [usize; 7] = [0, 0, 0, 8, 1, 4096, SPAN_BYTES - 8];
+
+fn pick_layout(input: &mut Input<'_>) -> Layout {
+    let bytes = input.pick(&[8, 16, 24, 48, 64, 72, 512, 520, 600, 4096, 9000, 20000]);
+    let bits = u64::from(input.u8());
+    let layout = match input.u8() % 4 {
+        0 => Layout::no_pointers(bytes),
+        1 => Layout::all_pointers(bytes),
+        2 => Layout::with_pointers(bytes, bits & crate::layout::low_bits(bytes / 8)),
+        _ => Layout::with_pointers(16, bits & 0b11).and_then(|e| Layout::array(e, bytes / 16)),
+    };
+    // Every size above is legal for `no_pointers`; an array of zero elements falls back to it.
+    layout
+        .or_else(|_| Layout::no_pointers(bytes))
+        .unwrap_or_else(|e| panic!("fixture layout of {bytes} bytes: {e}"))
+}
+
+/// A range to register: `(addr, len)`, from the pool, null, past 2^48, an arena or a
+/// registered address.
+fn pick_range(
+    input: &mut Input<'_>,
+    heap: &Heap,
+    model: &Model,
+    pool: &Pool,
+    lens: &[usize],
+) -> (usize, usize) {
+    let len = input.pick(lens);
+    match input.u8() % 8 {
+        4 => (0, len),
+        5 => {
+            let addr = input.pick(&[
+                ADDRESS_LIMIT,
+                ADDRESS_LIMIT + SPAN_BYTES,
+                ADDRESS_LIMIT - SPAN_BYTES,
+                usize::MAX & !(SPAN_BYTES - 1),
+            ]);
+            // ADDRESS_LIMIT - 8 KiB is below the limit: only ranges that cross it are used.
+            let len = if addr < ADDRESS_LIMIT {
+                2 * SPAN_BYTES
+            } else {
+                len
+            };
+            (addr, len)
+        }
+        6 if !heap.arenas.is_empty() => {
+            let a = &heap.arenas[input.u8() as usize % heap.arenas.len()];
+            let pages = a.len() / SPAN_BYTES;
+            let addr = a.start() + (input.u8() as usize % pages) * SPAN_BYTES;
+            let addr = addr + input.pick(&OFFSETS);
+            (addr, len.min(a.start() + a.len() - addr))
+        }
+        7 if !model.spans.is_empty() || !model.large.is_empty() => {
+            let starts: Vec<(usize, usize)> = model
+                .spans
+                .keys()
+                .map(|&b| (b, SPAN_BYTES))
+                .chain(model.large.iter().map(|(&s, &(claim, _))| (s, claim)))
+                .collect();
+            starts[input.u8() as usize % starts.len()]
+        }
+        _ => {
+            let page = input.u8() as usize % POOL_PAGES;
+            let addr = pool.start + page * SPAN_BYTES + input.pick(&OFFSETS);
+            (addr, len.min(pool.end() - addr))
+        }
+    }
+}
+
+/// An address to unregister, free, initialise or mark: starts and interiors of what the heap
+/// holds, pool and arena addresses, and null. One byte picks the kind, the next the address.
+fn pick_addr(input: &mut Input<'_>, heap: &Heap, model: &Model, pool: &Pool) -> usize {
+    let kind = input.u8() % 7;
+    let i = input.u8() as usize;
+    let spans: Vec<(usize, SizeClass, &BTreeSet<usize>)> = model
+        .spans
+        .iter()
+        .map(|(&b, (c, _, s))| (b, *c, s))
+        .collect();
+    let cands: Vec<usize> = match kind {
+        0 => spans
+            .iter()
+            .flat_map(|&(b, c, s)| s.iter().map(move |&k| b + k * c.bytes()))
+            .collect(),
+        1 => spans
+            .iter()
+            .map(|&(b, c, _)| b + c.bytes() * (i % c.capacity()))
+            .collect(),
+        2 => spans
+            .iter()
+            .flat_map(|&(b, c, _)| [b, b + 8, b + c.bytes() + 8, b + c.capacity() * c.bytes()])
+            .collect(),
+        3 => model.large.keys().flat_map(|&s| [s, s + 8]).collect(),
+        4 => model
+            .embedded_small
+            .keys()
+            .flat_map(|&a| [a, a & !(SPAN_BYTES - 1)])
+            .collect(),
+        5 => model
+            .embedded_large
+            .keys()
+            .flat_map(|&s| [s, s + 8])
+            .collect(),
+        _ => Vec::new(),
+    };
+    if cands.is_empty() {
+        let misc = [0, pool.start, pool.start + 3 * SPAN_BYTES + 16];
+        let arenas = heap.arenas.iter().map(|a| a.start() + a.len() / 2);
+        let misc: Vec<usize> = misc.into_iter().chain(arenas).collect();
+        return misc[i % misc.len()];
+    }
+    cands[i % cands.len()]
+}
+
+fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) {
+    let mut model = Model::default();
+    while let Some(op) = input.next() {
+        let regions: Vec<(usize, usize)> = std::iter::once((pool.start, POOL_PAGES * SPAN_BYTES))
+            .chain(heap.arenas.iter().map(|a| (a.start(), 16 * SPAN_BYTES)))
+            .collect();
+        let before = snapshot(heap, &regions);
+        let (what, result): (String, Result<(), Error>) = match op % 12 {
+            0 | 1 => {
+                let (addr, len) = pick_range(input, heap, &model, pool, &SPAN_LENS);
+                let b = input.u8();
+                // Mostly legal classes (all 63 of them), sometimes not.
+                let bytes = if b < 252 {
+                    (b as usize % 63 + 2) * 8
+                } else {
+                    b as usize
+                };
+                let noscan = input.u8() & 1 != 0;
+                let class = match SizeClass::new(bytes) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        assert_eq!(e, Error::InvalidSizeClass { bytes });
+                        continue;
+                    }
+                };
+                let want = model.expect_register(addr, len, true, pool);
+                let got = heap.register_span(pool.memory(addr, len), class, noscan);
+                let what = format!("register_span({addr:#x}, {len}, {class}, {noscan})");
+                check_outcome(&what, &got, &want);
+                if let Ok(base) = got {
+                    assert_eq!(base, addr, "{what}");
+                    model.spans.insert(base, (class, noscan, BTreeSet::new()));
+                    model.marked.retain(|a| a & !(SPAN_BYTES - 1) != base);
+                }
+                (what, got.map(drop))
+            }
+            2 => {
+                let (addr, len) = pick_range(input, heap, &model, pool, &LARGE_LENS);
+                let layout = pick_layout(input);
+                let mut want = model.expect_register(addr, len, false, pool);
+                if want.is_ok() && layout.bytes() > len {
+                    want = Err(Error::LayoutTooLarge {
+                        bytes: layout.bytes(),
+                        limit: len,
+                    });
+                }
+                let got = heap.register_large(pool.memory(addr, len), &layout);
+                let what = format!("register_large({addr:#x}, {len}, {layout:?})");
+                check_outcome(&what, &got, &want);
+                if let Ok(start) = got {
+                    assert_eq!(start, addr, "{what}");
+                    model.large.insert(start, (len, layout.bytes()));
+                    model.marked.remove(&start);
+                }
+                (what, got.map(drop))
+            }
+            3 => {
+                let addr = pick_addr(input, heap, &model, pool);
+                let want = if model.spans.contains_key(&addr) {
+                    Ok(())
+                } else if model.embedded_span_bases().contains(&addr) {
+                    Err(Error::WrongOwner { addr })
+                } else {
+                    Err(Error::NotRegistered { addr })
+                };
+                let got = heap.unregister_span(addr);
+                let what = format!("unregister_span({addr:#x})");
+                check_outcome(&what, &got, &want);
+                if got.is_ok() {
+                    model.spans.remove(&addr);
+                    model.marked.retain(|a| a & !(SPAN_BYTES - 1) != addr);
+                }
+                (what, got)
+            }
+            4 => {
+                let addr = pick_addr(input, heap, &model, pool);
+                let want = if model.large.contains_key(&addr) {
+                    Ok(())
+                } else if model.embedded_large.contains_key(&addr) {
+                    Err(Error::WrongOwner { addr })
+                } else {
+                    Err(Error::NotRegistered { addr })
+                };
+                let got = heap.unregister_large(addr);
+                let what = format!("unregister_large({addr:#x})");
+                check_outcome(&what, &got, &want);
+                if got.is_ok() {
+                    model.large.remove(&addr);
+                    model.marked.remove(&addr);
+                }
+                (what, got)
+            }
+            5 | 6 => {
+                let addr = pick_addr(input, heap, &model, pool);
+                let layout = pick_layout(input);
+                let want = model.expect_init(addr, &layout);
+                let got = heap.init_object(addr, &layout);
+                let what = format!("init_object({addr:#x}, {layout:?})");
+                check_outcome(&what, &got, &want);
+                if got.is_ok() {
+                    let (base, class, noscan) = model
+                        .custom_span_of(addr)
+                        .expect("predicted from the model");
+                    let index = (addr - base) / class.bytes();
+                    if let Some(e) = model.spans.get_mut(&base) {
+                        e.2.insert(index);
+                    }
+                    check_ptr_bits(heap, addr, if noscan { 0 } else { layout_bits(&layout) });
+                }
+                (what, got)
+            }
+            7 => {
+                let addr = pick_addr(input, heap, &model, pool);
+                let want = model.expect_free(addr);
+                let got = heap.free_object(addr);
+                let what = format!("free_object({addr:#x})");
+                check_outcome(&what, &got, &want);
+                if got.is_ok() {
+                    let (base, class, _) = model.custom_span_of(addr).expect("predicted");
+                    if let Some(e) = model.spans.get_mut(&base) {
+                        e.2.remove(&((addr - base) / class.bytes()));
+                    }
+                    check_ptr_bits(heap, addr, 0);
+                }
+                (what, got)
+            }
+            8 => {
+                let addr = pick_addr(input, heap, &model, pool);
+                let want = model.expect_object(addr);
+                let got = heap.mark_object(addr);
+                let what = format!("mark_object({addr:#x})");
+                check_outcome(&what, &got, &want);
+                if got.is_ok() {
+                    model.marked.insert(addr);
+                }
+                (what, got)
+            }
+            9 => {
+                let s = heap.sweep();
+                sweep_model(&mut model, &s);
+                ("sweep()".into(), Ok(()))
+            }
+            _ => {
+                let layout = pick_layout(input);
+                let got = heap.alloc(&layout);
+                let what = format!("alloc({layout:?})");
+                match got {
+                    Ok(addr) => {
+                        assert!(!pool.contains(addr), "{what} returned pool memory");
+                        match SizeClass::for_bytes(layout.bytes()) {
+                            Some(c) => {
+                                model.embedded_small.insert(addr, c);
+                                check_ptr_bits(heap, addr, layout_bits(&layout));
+                            }
+                            None => {
+                                let claim = layout.bytes().next_multiple_of(SPAN_BYTES);
+                                model.embedded_large.insert(addr, (claim, layout.bytes()));
+                            }
+                        }
+                        model.marked.remove(&addr);
+                        (what, Ok(()))
+                    }
+                    Err(e) => (what, Err(e)),
+                }
+            }
+        };
+        if let Err(e) = &result {
+            assert_eq!(
+                snapshot(heap, &regions),
+                before,
+                "{what} returned {e:?} but changed the heap"
+            );
+        }
+        check_heap_invariants(heap);
+        check_model(heap, &model);
+    }
+}
+
+fn check_outcome<T: std::fmt::Debug>(what: &str, got: &Result<T, Error>, want: &Expect) {
+    assert!(
+        same_outcome(got, want),
+        "{what} returned {got:?}; the model expects {want:?}"
+    );
+}
+
+/// The pointer bits a small object of `layout` gets.
+fn layout_bits(layout: &Layout) -> u64 {
+    layout.pointer_bits(0) & crate::layout::low_bits(layout.words())
+}
+
+fn check_ptr_bits(heap: &Heap, addr: usize, want: u64) {
+    match heap.resolve(addr) {
+        Resolved::Small(o) => assert_eq!(
+            o.span.object_ptr_bits(o.index),
+            want,
+            "pointer bits of {addr:#x}"
+        ),
+        r => panic!("{addr:#x} should be a small object, resolves to {r:?}"),
+    }
+}
+
+fn sweep_model(model: &mut Model, s: &crate::SweepStats) {
+    let marked = std::mem::take(&mut model.marked);
+    let mut freed = 0;
+    let mut live = 0;
+    for (&base, (class, _, slots)) in model.spans.iter_mut() {
+        let before = slots.len();
+        slots.retain(|&i| marked.contains(&(base + i * class.bytes())));
+        freed += before - slots.len();
+        live += slots.len();
+    }
+    let spans_before = model.embedded_span_bases();
+    let before = model.embedded_small.len();
+    model.embedded_small.retain(|a, _| marked.contains(a));
+    freed += before - model.embedded_small.len();
+    live += model.embedded_small.len();
+    let freed_spans = spans_before.len() - model.embedded_span_bases().len();
+    let freed_custom: BTreeSet<usize> = model
+        .large
+        .keys()
+        .copied()
+        .filter(|a| !marked.contains(a))
+        .collect();
+    let large_before = model.large.len() + model.embedded_large.len();
+    model.large.retain(|a, _| marked.contains(a));
+    model.embedded_large.retain(|a, _| marked.contains(a));
+    let large_live = model.large.len() + model.embedded_large.len();
+    assert_eq!(
+        (s.freed_objects, s.live_objects, s.freed_spans),
+        (freed, live, freed_spans),
+        "sweep: freed / live small objects, freed spans; {s:?}"
+    );
+    assert_eq!(
+        (s.freed_large_objects, s.live_large_objects),
+        (large_before - large_live, large_live),
+        "sweep: large objects; {s:?}"
+    );
+    let got: BTreeSet<usize> = s.freed_custom_large.iter().copied().collect();
+    assert_eq!(got.len(), s.freed_custom_large.len(), "duplicates in {s:?}");
+    assert_eq!(got, freed_custom, "sweep: freed_custom_large");
+}
+
+fn check_model(heap: &Heap, model: &Model) {
+    let s = heap.stats();
+    let custom_small: usize = model.spans.values().map(|v| v.2.len()).sum();
+    assert_eq!(s.custom_spans, model.spans.len(), "custom spans");
+    assert_eq!(
+        s.small_objects,
+        custom_small + model.embedded_small.len(),
+        "small objects"
+    );
+    assert_eq!(
+        s.large_objects,
+        model.large.len() + model.embedded_large.len(),
+        "large objects"
+    );
+    for (&base, (class, noscan, slots)) in &model.spans {
+        let alloc = heap
+            .allocated_slots(base)
+            .unwrap_or_else(|e| panic!("custom span {base:#x}: {e}"));
+        let got: BTreeSet<usize> = (0..LINE_WORDS * 64)
+            .filter(|&i| alloc[i / 64] >> (i % 64) & 1 != 0)
+            .collect();
+        assert_eq!(&got, slots, "allocated slots of {base:#x}");
+        let want_byte = class.words() as u8 | if *noscan { CLASS_NOSCAN } else { 0 };
+        match heap.resolve(base) {
+            Resolved::Small(o) => assert_eq!(o.span.class_byte(), want_byte),
+            r => panic!("custom span {base:#x} resolves to {r:?}"),
+        }
+    }
+    for (&start, &(_, bytes)) in model.large.iter().chain(&model.embedded_large) {
+        match heap.object(start) {
+            Ok(Object::Large(l)) => assert_eq!(l.bytes(), bytes, "large {start:#x}"),
+            r => panic!("large object {start:#x}: {r:?}"),
+        }
+    }
+    for (&addr, &class) in &model.embedded_small {
+        match heap.object(addr) {
+            Ok(Object::Small(o)) => assert_eq!(o.class, class, "embedded {addr:#x}"),
+            r => panic!("embedded object {addr:#x}: {r:?}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Sequences that spell out each kind of call at least once, with registrations first so
+    /// that later calls find something to act on.
+    fn seeded_sequence(seed: u64, len: usize) -> Vec<u8> {
+        let mut rng = SplitMix64::new(seed);
+        let mut v = Vec::with_capacity(len);
+        for i in 0..len {
+            // Early on, favour registrations (ops 0, 1) and allocations (op 8).
+            let b = rng.next_u64() as u8;
+            v.push(if i % 8 == 0 && i < len / 2 {
+                [0, 1, 2, 10][rng.below(4)]
+            } else {
+                b
+            });
+        }
+        v
+    }
+
+    #[test]
+    fn testing_registration_sequence_seeded() {
+        for seed in 0..48 {
+            check_registration_sequence(&seeded_sequence(seed, 600));
+        }
+    }
+
+    #[test]
+    fn testing_registration_sequence_empty_and_short() {
+        check_registration_sequence(&[]);
+        // Each call costs a fresh heap (about 9 ms, mostly dropping the page map's top level),
+        // so cover each op kind (the first byte modulo 12) twice rather than every byte value.
+        for b in 0..24u8 {
+            check_registration_sequence(&[b]);
+            check_registration_sequence(&[b, b, b, b]);
+        }
+    }
+
+    #[test]
+    fn testing_custom_span_every_class() {
+        let mut heap = Heap::new();
+        for (i, class) in SizeClass::every_legal().enumerate() {
+            let base = custom_span(&mut heap, class, i % 2 == 0).unwrap();
+            assert_eq!(base % SPAN_BYTES, 0);
+            match heap.resolve(base) {
+                Resolved::Small(o) => assert_eq!((o.class, o.noscan), (class, i % 2 == 0)),
+                r => panic!("{r:?}"),
+            }
+        }
+        check_heap_invariants(&heap);
+        assert_eq!(heap.stats().custom_spans, 63);
+    }
+
+    #[test]
+    fn testing_leak_pages_aligned_and_split() {
+        let mem = leak_pages(3);
+        assert_eq!(
+            (mem.as_ptr() as usize % SPAN_BYTES, mem.len()),
+            (0, 3 * SPAN_BYTES)
+        );
+        let pages = split_pages(mem);
+        assert_eq!(pages.len(), 3);
+        assert_eq!(pages[1].addr(), pages[0].addr() + SPAN_BYTES);
+    }
+
+    #[test]
+    fn testing_splitmix_is_reproducible() {
+        // Reference values of splitmix64 seeded with 0 (Vigna's C implementation).
+        let mut r = SplitMix64::new(0);
+        assert_eq!(r.next_u64(), 0xe220_a839_7b1d_cdaf);
+        assert_eq!(r.next_u64(), 0x6e78_9e6a_a1b9_65f4);
+        let mut v: Vec<u32> = (0..100).collect();
+        SplitMix64::new(3).shuffle(&mut v);
+        let mut sorted = v.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..100).collect::<Vec<_>>());
+        assert_ne!(v, sorted);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn testing_registration_sequence_random(bytes in proptest::collection::vec(any::<u8>(), 0..800)) {
+            check_registration_sequence(&bytes);
+        }
+    }
+}

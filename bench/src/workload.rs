@@ -279,7 +279,7 @@ fn value(
     progress: &mut dyn FnMut(f64),
 ) -> Result<usize, sencha::spans::Error> {
     *made += 1;
-    if *made % (1 << 16) == 0 {
+    if made.is_multiple_of(1 << 16) {
         progress(*made as f64 / budget as f64);
     }
     let container = depth < 2 || (depth < 12 && r.chance(1, 4));

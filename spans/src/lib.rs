@@ -52,7 +52,8 @@
 //! # Unsafe code
 //! `unsafe` is denied crate-wide and allowed only in the modules marked below: `span` (views of
 //! span memory), `large` (reads of large-object memory) and `register` (the caller's promise
-//! that handed-over memory is theirs). Every block carries a `// SAFETY:` comment.
+//! that handed-over memory is theirs), plus, behind the `testing` feature, the one function of
+//! `testing` that hands out pooled test memory. Every block carries a `// SAFETY:` comment.
 #![deny(missing_docs)]
 
 mod alloc;

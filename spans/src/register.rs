@@ -83,7 +83,7 @@ impl Heap {
         if addr == 0 {
             return Err(Error::NullAddress);
         }
-        if len == 0 {
+        if len == 0 || len > crate::layout::MAX_OBJECT_BYTES {
             return Err(Error::InvalidLength { len });
         }
         if !addr.is_multiple_of(align) {

@@ -22,7 +22,7 @@
 //! - Every access to the mark line, scan line and pointer bitmap goes through an [`AtomicU64`]
 //!   on a whole aligned word, never through a narrower atomic (mixed-size atomics are unsound).
 //!
-//! This module and `arena`/`pagemap` are the only places in sencha-spans with `unsafe`.
+//! One of the few modules of sencha-spans allowed `unsafe`; `lib.rs` lists them.
 
 use std::marker::PhantomData;
 use std::num::NonZeroUsize;

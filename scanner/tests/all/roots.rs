@@ -116,7 +116,14 @@ fn garbage_pointer_words_are_ignored_safely() {
     for (w, &g) in garbage.iter().enumerate() {
         heap.write_word(a, w, g).unwrap();
     }
-    for m in [Marker::builder().workers(2).build().unwrap()] {
+    for m in [
+        Marker::builder().workers(2).build().unwrap(),
+        Marker::builder()
+            .workers(2)
+            .algorithm(sencha::Algorithm::Baseline)
+            .build()
+            .unwrap(),
+    ] {
         heap.clear_marks();
         let s = m.mark(&heap, &Roots::precise([a])).unwrap();
         assert_eq!(heap.marked_objects(), vec![a]);

@@ -35,6 +35,9 @@ struct Args {
     /// Kernel tier of the Green Tea marker: all (every available tier), auto, scalar, avx512.
     #[arg(long, default_value = "all")]
     kernel: String,
+    /// Markers to run besides the oracle, comma-separated: baseline, green-tea.
+    #[arg(long, default_value = "baseline,green-tea", value_delimiter = ',')]
+    marker: Vec<String>,
     /// Marks per configuration; the table reports the median.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
@@ -103,6 +106,7 @@ fn run(args: &Args) -> Result<Report, String> {
         ));
     }
     let kernels = parse_kernels(&args.kernel)?;
+    let algorithms = parse_markers(&args.marker)?;
 
     let mut report = Report::new(cores);
     for kind in kinds {
@@ -130,9 +134,13 @@ fn run(args: &Args) -> Result<Report, String> {
             .push(Row::from_stats(&info.name, &oracle, oracle.wall, true));
 
         for &n in &workers {
-            let mut configs: Vec<(Algorithm, Kernel)> =
-                vec![(Algorithm::Baseline, Kernel::scalar())];
-            configs.extend(kernels.iter().map(|&k| (Algorithm::GreenTea, k)));
+            let mut configs: Vec<(Algorithm, Kernel)> = Vec::new();
+            if algorithms.contains(&Algorithm::Baseline) {
+                configs.push((Algorithm::Baseline, Kernel::scalar()));
+            }
+            if algorithms.contains(&Algorithm::GreenTea) {
+                configs.extend(kernels.iter().map(|&k| (Algorithm::GreenTea, k)));
+            }
             for (algorithm, kernel) in configs {
                 let marker = Marker::builder()
                     .workers(n)
@@ -194,6 +202,19 @@ fn parse_workloads(names: &[String]) -> Result<Vec<Kind>, String> {
         return Err("no workload given".into());
     }
     Ok(kinds)
+}
+
+fn parse_markers(names: &[String]) -> Result<Vec<Algorithm>, String> {
+    names
+        .iter()
+        .map(|n| match n.trim() {
+            "baseline" => Ok(Algorithm::Baseline),
+            "green-tea" => Ok(Algorithm::GreenTea),
+            other => Err(format!(
+                "unknown marker {other:?}; known: baseline, green-tea"
+            )),
+        })
+        .collect()
 }
 
 fn parse_kernels(name: &str) -> Result<Vec<Kernel>, String> {

@@ -163,7 +163,8 @@ impl MarkerBuilder {
     }
 
     /// Run on the caller's rayon pool instead of building one. Workers beyond the pool's
-    /// threads simply start late; marking never waits for them.
+    /// threads simply start late; marking never waits for them. Without a pool, a marker of
+    /// one worker runs on the calling thread.
     pub fn thread_pool(mut self, pool: Arc<ThreadPool>) -> Self {
         self.pool = Some(pool);
         self
@@ -197,8 +198,10 @@ impl MarkerBuilder {
             return Err(Error::InvalidWorkers { workers });
         }
         let pool = match self.pool {
-            Some(p) => p,
-            None => Arc::new(
+            Some(p) => Some(p),
+            // One worker runs on the calling thread: no pool, no hand-off.
+            None if workers == 1 => None,
+            None => Some(Arc::new(
                 ThreadPoolBuilder::new()
                     .num_threads(workers)
                     .thread_name(|i| format!("sencha-mark-{i}"))
@@ -206,7 +209,7 @@ impl MarkerBuilder {
                     .map_err(|e| Error::ThreadPool {
                         message: e.to_string(),
                     })?,
-            ),
+            )),
         };
         Ok(Marker {
             workers,
@@ -240,7 +243,8 @@ impl MarkerBuilder {
 #[derive(Clone, Debug)]
 pub struct Marker {
     workers: usize,
-    pool: Arc<ThreadPool>,
+    /// None: one worker, run on the calling thread.
+    pool: Option<Arc<ThreadPool>>,
     kernel: Kernel,
     algorithm: Algorithm,
     in_place: bool,
@@ -291,6 +295,6 @@ impl Marker {
             in_place: self.in_place,
             prefetch: self.prefetch,
         };
-        Ok(crate::mark::run(heap, &roots, &self.pool, cfg))
+        Ok(crate::mark::run(heap, &roots, self.pool.as_deref(), cfg))
     }
 }

@@ -55,8 +55,8 @@ pub(crate) struct Sink<'s, 'h> {
     pub(crate) stats: WorkerStats,
     /// Base of the span being scanned (0: none, or in-place scanning is off).
     pub(crate) current: usize,
-    /// Whether the current round marked an object of the current span.
-    pub(crate) found_in_span: bool,
+    /// Objects of the current span this worker marked while scanning it (a grey mask).
+    pub(crate) found: [u64; LINE_WORDS],
 }
 
 impl<'h> Sink<'_, 'h> {
@@ -79,7 +79,7 @@ impl<'h> Sink<'_, 'h> {
                         if o.span.base() == self.current {
                             // A pointer into the span being scanned: the scan's next round
                             // takes it, without a queue round trip (DESIGN §5.5).
-                            self.found_in_span = true;
+                            self.found[o.index / 64] |= 1 << (o.index % 64);
                         } else if o.span.acquire() {
                             let w = SpanWork {
                                 span: o.span,
@@ -157,7 +157,7 @@ impl<'h> Sink<'_, 'h> {
     #[inline]
     pub(crate) fn scan_object(&mut self, span: Span<'h>, index: usize, class: SizeClass) {
         self.stats.objects_scanned += 1;
-        let mut bits = span.object_ptr_bits(index);
+        let mut bits = span.ptr_bits(index, class);
         let first = index * class.words();
         while bits != 0 {
             let k = bits.trailing_zeros() as usize;
@@ -208,7 +208,7 @@ impl<'s, 'h> Ctx<'s, 'h> {
                 local,
                 stats: WorkerStats::default(),
                 current: 0,
-                found_in_span: false,
+                found: [0; LINE_WORDS],
             },
             id,
             rng: 0x9e37_79b9_7f4a_7c15 ^ (id as u64 + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9),
@@ -294,8 +294,7 @@ impl<'s, 'h> Ctx<'s, 'h> {
         if self.sink.shared.in_place {
             self.sink.current = span.base();
         }
-        self.sink.found_in_span = false;
-        let mut again = true;
+        self.sink.found = [0; LINE_WORDS];
         if span.release() == sencha_spans::Owner::One {
             // Nobody marked anything else here since the span was queued: only the object
             // that queued it is new. Its scanned bit still decides, so it is scanned once.
@@ -303,25 +302,32 @@ impl<'s, 'h> Ctx<'s, 'h> {
             if span.try_scan(w.index as usize) {
                 self.sink.scan_object(span, w.index as usize, class);
             }
-            again = self.sink.found_in_span;
-        }
-        while again {
-            self.sink.found_in_span = false;
+        } else {
             let grey = span.take_grey();
-            if !self.scan_grey(span, class, &grey) {
-                break;
+            self.scan_grey(span, class, &grey);
+        }
+        // Rounds over the objects this worker marked in this span while scanning it. Claiming
+        // them through the scanned bits keeps "scanned once" if another worker's dense scan of
+        // the same span took some of them first.
+        while self.sink.found != [0; LINE_WORDS] {
+            let found = std::mem::take(&mut self.sink.found);
+            let mut grey = [0u64; LINE_WORDS];
+            for (i, (&f, g)) in found.iter().zip(grey.iter_mut()).enumerate() {
+                if f != 0 {
+                    *g = span.claim_scan(i, f);
+                }
             }
-            again = self.sink.found_in_span;
+            self.scan_grey(span, class, &grey);
         }
         self.sink.current = 0;
     }
 
     /// Scans the grey objects `grey` of `span`: through the kernel when dense, one by one when
-    /// sparse. False if there were none.
-    fn scan_grey(&mut self, span: Span<'h>, class: SizeClass, grey: &[u64; LINE_WORDS]) -> bool {
+    /// sparse.
+    fn scan_grey(&mut self, span: Span<'h>, class: SizeClass, grey: &[u64; LINE_WORDS]) {
         let n: u32 = grey.iter().map(|g| g.count_ones()).sum();
         if n == 0 {
-            return false;
+            return;
         }
         if n as usize >= self.sink.shared.dense_min[class.words()] as usize {
             self.sink.stats.spans_dense += 1;
@@ -342,7 +348,6 @@ impl<'s, 'h> Ctx<'s, 'h> {
                 }
             }
         }
-        true
     }
 }
 

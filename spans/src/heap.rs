@@ -17,7 +17,7 @@ use crate::class::SizeClass;
 use crate::error::Error;
 use crate::large::LargeObject;
 use crate::pagemap::{ADDRESS_LIMIT, EntryKind, PageMap};
-use crate::span::{CLASS_NOSCAN, LINE_WORDS, SPAN_BYTES, Span};
+use crate::span::{CLASS_NOSCAN, LINE_WORDS, MapHit, SPAN_BYTES, Span};
 
 /// Settings of a heap's embedded allocator.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -245,11 +245,8 @@ impl Heap {
     /// on free slots).
     #[inline]
     pub fn resolve(&self, addr: usize) -> Resolved<'_> {
-        match self.map.get(addr).kind() {
-            EntryKind::Small { class_byte, .. } => {
-                let Some((span, _)) = Span::in_map(&self.map, addr) else {
-                    return Resolved::NotInHeap;
-                };
+        match Span::lookup(&self.map, addr) {
+            MapHit::Small(span, class_byte) => {
                 let Some(class) = SizeClass::from_words(class_byte & !CLASS_NOSCAN) else {
                     return Resolved::NotInHeap;
                 };
@@ -263,11 +260,11 @@ impl Heap {
                     None => Resolved::NotInHeap,
                 }
             }
-            EntryKind::Large { record } => match self.large.get(record as usize) {
+            MapHit::Large(record) => match self.large.get(record as usize) {
                 Some(Some(l)) if l.contains(addr) => Resolved::Large(l),
                 _ => Resolved::NotInHeap,
             },
-            EntryKind::Empty => Resolved::NotInHeap,
+            MapHit::Empty => Resolved::NotInHeap,
         }
     }
 

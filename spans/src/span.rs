@@ -78,6 +78,14 @@ const _: () = {
     );
 };
 
+/// A page-map lookup, decoded once (see [`Span::lookup`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum MapHit<'h> {
+    Empty,
+    Small(Span<'h>, u8),
+    Large(u32),
+}
+
 /// The owner state of a span, as returned by [`Span::release`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Owner {
@@ -126,17 +134,30 @@ impl<'h> Span<'h> {
     /// with the class byte from the map entry.
     #[inline]
     pub(crate) fn in_map(map: &'h PageMap, addr: usize) -> Option<(Self, u8)> {
+        match Self::lookup(map, addr) {
+            MapHit::Small(span, class_byte) => Some((span, class_byte)),
+            _ => None,
+        }
+    }
+
+    /// What the page map says about `addr`, with a span handle for a small span: one lookup.
+    #[inline]
+    pub(crate) fn lookup(map: &'h PageMap, addr: usize) -> MapHit<'h> {
         match map.get(addr).kind() {
             EntryKind::Small { class_byte, .. } => {
                 let base = addr & !(SPAN_BYTES - 1);
+                let Some(base) = NonZeroUsize::new(base) else {
+                    return MapHit::Empty;
+                };
                 // SAFETY: the heap writes a Small entry only for a span it has initialised and
                 // whose memory it keeps valid until the entry is cleared (alloc::new_span,
                 // register::register_span); entries are cleared only through `&mut Heap`, and
                 // `map` is borrowed from that heap for 'h. `base` is span-aligned by masking.
-                let span = unsafe { Span::from_base_unchecked(NonZeroUsize::new(base)?) };
-                Some((span, class_byte))
+                let span = unsafe { Span::from_base_unchecked(base) };
+                MapHit::Small(span, class_byte)
             }
-            _ => None,
+            EntryKind::Large { record } => MapHit::Large(record),
+            EntryKind::Empty => MapHit::Empty,
         }
     }
 
@@ -367,6 +388,13 @@ impl<'h> Span<'h> {
         grey
     }
 
+    /// Sets the scanned bits `mask` of scan-line word `i`; returns the ones this call set
+    /// (the objects the caller now owns the scan of).
+    #[inline]
+    pub fn claim_scan(self, i: usize, mask: u64) -> u64 {
+        mask & !self.scan_word(i).fetch_or(mask, Ordering::Relaxed)
+    }
+
     /// Sets object `index`'s scanned bit; true if this call set it.
     #[inline]
     pub fn try_scan(self, index: usize) -> bool {
@@ -387,7 +415,15 @@ impl<'h> Span<'h> {
     /// The pointer bits of object `index` (bit `k` = word `k` of the object), at most 64.
     #[inline]
     pub fn object_ptr_bits(self, index: usize) -> u64 {
-        let words = self.class().words();
+        self.ptr_bits(index, self.class())
+    }
+
+    /// The pointer bits of object `index` when the caller already knows the span's `class`
+    /// (saves reading the class byte again on the marking path).
+    #[inline]
+    pub fn ptr_bits(self, index: usize, class: SizeClass) -> u64 {
+        debug_assert_eq!(class, self.class());
+        let words = class.words();
         read_bits(self, index * words, words)
     }
 

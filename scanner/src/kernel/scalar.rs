@@ -33,7 +33,7 @@ pub fn gather(
             if i >= cap {
                 return n;
             }
-            let mut bits = span.object_ptr_bits(i);
+            let mut bits = span.ptr_bits(i, class);
             let first = i * words;
             while bits != 0 {
                 let k = bits.trailing_zeros() as usize;

@@ -26,7 +26,13 @@ pub(crate) struct Config {
 }
 
 /// Runs one parallel mark of `heap` from `roots` (validated object addresses).
-pub(crate) fn run(heap: &Heap, roots: &[usize], pool: &ThreadPool, cfg: Config) -> MarkStats {
+/// Without a pool, the one worker runs on the calling thread.
+pub(crate) fn run(
+    heap: &Heap,
+    roots: &[usize],
+    pool: Option<&ThreadPool>,
+    cfg: Config,
+) -> MarkStats {
     let Config {
         workers,
         kernel,
@@ -50,12 +56,19 @@ pub(crate) fn run(heap: &Heap, roots: &[usize], pool: &ThreadPool, cfg: Config) 
         prefetch,
     };
     let mut per_worker = vec![WorkerStats::default(); workers];
-    pool.scope(|s| {
-        for ((id, local), out) in locals.into_iter().enumerate().zip(per_worker.iter_mut()) {
-            let shared = &shared;
-            s.spawn(move |_| *out = Ctx::new(shared, local, id).run());
+    match pool {
+        Some(pool) => pool.scope(|s| {
+            for ((id, local), out) in locals.into_iter().enumerate().zip(per_worker.iter_mut()) {
+                let shared = &shared;
+                s.spawn(move |_| *out = Ctx::new(shared, local, id).run());
+            }
+        }),
+        None => {
+            for ((id, local), out) in locals.into_iter().enumerate().zip(per_worker.iter_mut()) {
+                *out = Ctx::new(&shared, local, id).run();
+            }
         }
-    });
+    }
     let kernel_name = match algorithm {
         Algorithm::GreenTea => kernel.name(),
         Algorithm::Baseline => "-",

@@ -55,8 +55,8 @@ pub(crate) struct Sink<'s, 'h> {
     pub(crate) stats: WorkerStats,
     /// Base of the span being scanned (0: none, or in-place scanning is off).
     pub(crate) current: usize,
-    /// Objects of the current span this worker marked while scanning it (a grey mask).
-    pub(crate) found: [u64; LINE_WORDS],
+    /// Objects of the current span this worker marked while scanning it.
+    pub(crate) found: Vec<u32>,
 }
 
 impl<'h> Sink<'_, 'h> {
@@ -79,7 +79,7 @@ impl<'h> Sink<'_, 'h> {
                         if o.span.base() == self.current {
                             // A pointer into the span being scanned: the scan's next round
                             // takes it, without a queue round trip (DESIGN §5.5).
-                            self.found[o.index / 64] |= 1 << (o.index % 64);
+                            self.found.push(o.index as u32);
                         } else if o.span.acquire() {
                             let w = SpanWork {
                                 span: o.span,
@@ -208,7 +208,7 @@ impl<'s, 'h> Ctx<'s, 'h> {
                 local,
                 stats: WorkerStats::default(),
                 current: 0,
-                found: [0; LINE_WORDS],
+                found: Vec::new(),
             },
             id,
             rng: 0x9e37_79b9_7f4a_7c15 ^ (id as u64 + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9),
@@ -294,7 +294,7 @@ impl<'s, 'h> Ctx<'s, 'h> {
         if self.sink.shared.in_place {
             self.sink.current = span.base();
         }
-        self.sink.found = [0; LINE_WORDS];
+        self.sink.found.clear();
         if span.release() == sencha_spans::Owner::One {
             // Nobody marked anything else here since the span was queued: only the object
             // that queued it is new. Its scanned bit still decides, so it is scanned once.
@@ -309,8 +309,19 @@ impl<'s, 'h> Ctx<'s, 'h> {
         // Rounds over the objects this worker marked in this span while scanning it. Claiming
         // them through the scanned bits keeps "scanned once" if another worker's dense scan of
         // the same span took some of them first.
-        while self.sink.found != [0; LINE_WORDS] {
-            let found = std::mem::take(&mut self.sink.found);
+        while let Some(&last) = self.sink.found.last() {
+            if self.sink.found.len() == 1 {
+                // A chain (one new object per step): follow it without building a round.
+                self.sink.found.clear();
+                if span.try_scan(last as usize) {
+                    self.sink.scan_object(span, last as usize, class);
+                }
+                continue;
+            }
+            let mut found = [0u64; LINE_WORDS];
+            for i in self.sink.found.drain(..) {
+                found[i as usize / 64] |= 1 << (i % 64);
+            }
             let mut grey = [0u64; LINE_WORDS];
             for (i, (&f, g)) in found.iter().zip(grey.iter_mut()).enumerate() {
                 if f != 0 {
@@ -351,11 +362,11 @@ impl<'s, 'h> Ctx<'s, 'h> {
     }
 }
 
-/// Go's dense threshold, 1/8 of a span's capacity (at least 1), by size in words.
-pub(crate) fn default_dense_min() -> [u16; 65] {
+/// Dense thresholds of `kernel`, by size in words.
+pub(crate) fn dense_min(kernel: Kernel) -> [u16; 65] {
     let mut t = [u16::MAX; 65];
     for c in SizeClass::every_legal() {
-        t[c.words()] = (c.capacity() / 8).max(1) as u16;
+        t[c.words()] = kernel.dense_threshold(c) as u16;
     }
     t
 }

@@ -173,6 +173,22 @@ impl Kernel {
         }
     }
 
+    /// The fewest grey objects of a span of `class` for which a span scan goes through this
+    /// tier's kernel rather than object by object.
+    ///
+    /// Chosen from `bench/benches/threshold.rs` (docs/PERFORMANCE.md has the data): the
+    /// AVX-512 kernel costs 11–25 ns however few objects are grey and beats the object-by-object
+    /// path once the grey objects hold about 16 words (16 B class: 8 objects; 64 B: 2; 128 B
+    /// and up: 1). The scalar kernel does the same work as the sparse path, so Go's 1/8 of the
+    /// capacity is kept for it.
+    pub fn dense_threshold(self, class: sencha_spans::SizeClass) -> usize {
+        match self.0 {
+            Tier::Scalar => (class.capacity() / 8).max(1),
+            #[cfg(target_arch = "x86_64")]
+            Tier::Avx512 => 16usize.div_ceil(class.words()).max(1),
+        }
+    }
+
     /// The tier's name: `"scalar"` or `"avx512"`.
     pub fn name(self) -> &'static str {
         match self.0 {

@@ -13,7 +13,7 @@ use crate::marker::Algorithm;
 use crate::queue;
 use crate::stats::{MarkStats, WorkerStats};
 use crate::termination::Termination;
-use crate::worker::{Ctx, Shared, default_dense_min};
+use crate::worker::{Ctx, Shared, dense_min};
 
 /// How one mark runs.
 #[derive(Clone, Copy, Debug)]
@@ -51,7 +51,7 @@ pub(crate) fn run(
         roots,
         queues,
         term: Termination::new(),
-        dense_min: default_dense_min(),
+        dense_min: dense_min(kernel),
         in_place,
         prefetch,
     };

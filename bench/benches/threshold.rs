@@ -37,7 +37,7 @@ fn full_heap(class: SizeClass) -> (Heap, usize) {
 }
 
 fn masks(class: SizeClass, n: usize, seed: u64) -> Vec<[u64; 8]> {
-    let mut r = SplitMix64(seed);
+    let mut r = SplitMix64::new(seed);
     let cap = class.capacity();
     (0..MASKS)
         .map(|_| {

@@ -137,7 +137,7 @@ fn tree(heap: &mut Heap, levels: u32, shuffle: bool, progress: &mut dyn FnMut(f6
         for a in addr.iter_mut() {
             *a = heap.alloc(&node)?;
         }
-        let mut r = SplitMix64(7);
+        let mut r = SplitMix64::new(7);
         for i in (1..n).rev() {
             addr.swap(i, r.below(i + 1));
         }
@@ -184,7 +184,7 @@ fn graph(heap: &mut Heap, n: usize, progress: &mut dyn FnMut(f64)) -> Built {
         .iter()
         .map(|c| Layout::with_pointers(c.bytes(), 0b11))
         .collect::<Result<_, _>>()?;
-    let mut r = SplitMix64(42);
+    let mut r = SplitMix64::new(42);
     let mut objs = Vec::with_capacity(n);
     for i in 0..n {
         let mut x = r.next_u64() % total;
@@ -235,7 +235,7 @@ fn list(heap: &mut Heap, n: usize, progress: &mut dyn FnMut(f64)) -> Built {
 /// each small object pointing to another array's element.
 fn arrays(heap: &mut Heap, arrays: usize, progress: &mut dyn FnMut(f64)) -> Built {
     const LEN: usize = 256 << 10;
-    let mut r = SplitMix64(3);
+    let mut r = SplitMix64::new(3);
     let small = [
         Layout::with_pointers(16, 0b1)?,
         Layout::with_pointers(48, 0b101)?,
@@ -264,7 +264,7 @@ fn arrays(heap: &mut Heap, arrays: usize, progress: &mut dyn FnMut(f64)) -> Buil
 /// A document like parsed JSON: maps (arrays of key/value pairs), arrays, strings (noscan),
 /// boxed numbers; `n` values in all.
 fn document(heap: &mut Heap, n: usize, progress: &mut dyn FnMut(f64)) -> Built {
-    let mut r = SplitMix64(11);
+    let mut r = SplitMix64::new(11);
     let mut made = 0usize;
     let root = value(heap, &mut r, 0, n, &mut made, progress)?;
     Ok(Roots::precise([root]))

@@ -15,30 +15,7 @@ use sencha_spans::{Heap, Layout, OwnedMemory, SPAN_BYTES, SizeClass};
 
 use crate::{Marker, Roots, reference};
 
-/// splitmix64: the seeded generator of every sencha workload.
-#[derive(Clone, Debug)]
-pub struct SplitMix64(pub u64);
-
-impl SplitMix64 {
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A number below `n` (`n > 0`).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-
-    /// True with probability `num / den`.
-    pub fn chance(&mut self, num: u64, den: u64) -> bool {
-        self.next_u64() % den < num
-    }
-}
+pub use sencha_spans::testing::SplitMix64;
 
 /// Span-aligned memory owned by a test heap, freed after the heap.
 struct SpanMemory {
@@ -150,7 +127,7 @@ pub struct HeapSpec {
 impl HeapSpec {
     /// A small random spec for seed `seed`.
     pub fn small(seed: u64) -> Self {
-        let mut r = SplitMix64(seed ^ 0x5eed);
+        let mut r = SplitMix64::new(seed ^ 0x5eed);
         HeapSpec {
             seed,
             objects: 1 + r.below(3000),
@@ -164,7 +141,7 @@ impl HeapSpec {
 
 /// Builds a random heap (see the module docs).
 pub fn random_heap(spec: &HeapSpec) -> TestHeap {
-    let mut r = SplitMix64(spec.seed);
+    let mut r = SplitMix64::new(spec.seed);
     let mut t = TestHeap {
         heap: Heap::new(),
         objects: Vec::new(),
@@ -371,7 +348,7 @@ pub fn check_kernels_from_bytes(data: &[u8]) {
         .expect("register");
     let words = class.words();
     let seed = b.u64();
-    let mut r = SplitMix64(seed);
+    let mut r = SplitMix64::new(seed);
     for i in 0..class.capacity() {
         let bits = b.u64() & low(words);
         let addr = base + i * class.bytes();

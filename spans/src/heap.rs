@@ -16,7 +16,7 @@ use crate::arena::Arena;
 use crate::class::SizeClass;
 use crate::error::Error;
 use crate::large::LargeObject;
-use crate::pagemap::{ADDRESS_LIMIT, EntryKind, PageMap};
+use crate::pagemap::{ADDRESS_LIMIT, Entry, EntryKind, PageMap};
 use crate::span::{CLASS_NOSCAN, LINE_WORDS, MapHit, SPAN_BYTES, Span};
 
 /// Settings of a heap's embedded allocator.
@@ -475,6 +475,32 @@ impl Heap {
             s.large_bytes += l.bytes();
         }
         s
+    }
+
+    /// Makes the 8 KiB at `base` (memory the heap keeps valid while the span is registered) a
+    /// span of `class`: its record, its page-map entry, its fresh header. Returns the record.
+    pub(crate) fn add_span(
+        &mut self,
+        base: usize,
+        class: SizeClass,
+        noscan: bool,
+        custom: bool,
+    ) -> Result<u32, Error> {
+        let rec = SpanRecord {
+            base,
+            class,
+            noscan,
+            custom,
+            alloc: [0; LINE_WORDS],
+            live: 0,
+            cursor: 0,
+        };
+        let i = self.add_span_record(rec)?;
+        let class_byte = class.words() as u8 | if noscan { CLASS_NOSCAN } else { 0 };
+        self.map.set(base, Entry::small(class_byte, i));
+        let (span, _) = Span::in_map(&self.map, base).expect("entry was just set");
+        span.init(class, noscan);
+        Ok(i)
     }
 
     /// Adds a span record, reusing a vacant one.

@@ -20,11 +20,11 @@
 
 use crate::class::SizeClass;
 use crate::error::Error;
-use crate::heap::{Heap, Resolved, SpanRecord};
+use crate::heap::{Heap, Resolved};
 use crate::large::LargeObject;
 use crate::layout::Layout;
 use crate::pagemap::{ADDRESS_LIMIT, Entry, EntryKind};
-use crate::span::{CLASS_NOSCAN, LINE_WORDS, SPAN_BYTES, Span};
+use crate::span::{LINE_WORDS, SPAN_BYTES};
 
 /// Memory a custom allocator owns and hands to a heap.
 ///
@@ -156,20 +156,7 @@ impl Heap {
         }
         self.check_free_range(mem.addr, mem.len, SPAN_BYTES)?;
         let base = mem.addr;
-        let rec = SpanRecord {
-            base,
-            class,
-            noscan,
-            custom: true,
-            alloc: [0; LINE_WORDS],
-            live: 0,
-            cursor: 0,
-        };
-        let i = self.add_span_record(rec)?;
-        let class_byte = class.words() as u8 | if noscan { CLASS_NOSCAN } else { 0 };
-        self.map.set(base, Entry::small(class_byte, i));
-        let (span, _) = Span::in_map(&self.map, base).expect("entry was just set");
-        span.init(class, noscan);
+        self.add_span(base, class, noscan, true)?;
         self.widen_range(base, SPAN_BYTES);
         Ok(base)
     }

@@ -99,8 +99,21 @@ pub enum Owner {
 
 /// A handle to a registered span, borrowed from its heap for `'h`.
 ///
-/// Cheap to copy (one word). Obtain one from `Heap::resolve`, `Heap::span` or the heap's span
-/// iterators; it cannot be built by hand.
+/// Cheap to copy (one word). Obtain one from `Heap::resolve` or the heap's span iterator; it
+/// cannot be built by hand, and it cannot outlive the heap it borrows:
+///
+/// ```compile_fail
+/// use sencha_spans::{Heap, Layout, Resolved};
+/// let span = {
+///     let mut heap = Heap::new();
+///     let a = heap.alloc(&Layout::no_pointers(16).unwrap()).unwrap();
+///     match heap.resolve(a) {
+///         Resolved::Small(o) => o.span, // error: `heap` does not live long enough
+///         _ => unreachable!(),
+///     }
+/// };
+/// let _ = span.base();
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Span<'h> {
     base: NonZeroUsize,

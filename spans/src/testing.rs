@@ -78,6 +78,11 @@ impl SplitMix64 {
         (self.next_u64() % n as u64) as usize
     }
 
+    /// True with probability `num / den` (`den > 0`).
+    pub fn chance(&mut self, num: u64, den: u64) -> bool {
+        self.next_u64() % den < num
+    }
+
     /// True with probability `1 / 2`.
     pub fn coin(&mut self) -> bool {
         self.next_u64() >> 63 != 0

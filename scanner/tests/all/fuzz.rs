@@ -29,7 +29,7 @@ fn fuzz_regressions_replay() {
 
 #[test]
 fn fuzz_checks_accept_random_inputs() {
-    let mut r = sencha::testing::SplitMix64(2024);
+    let mut r = sencha::testing::SplitMix64::new(2024);
     for len in [0usize, 1, 7, 8, 100, 1000, 5000] {
         let data: Vec<u8> = (0..len).map(|_| r.next_u64() as u8).collect();
         sencha::testing::check_kernels_from_bytes(&data);

@@ -167,7 +167,7 @@ fn full_cycle_keeps_every_live_object() {
             list: 2000,
             roots: 10,
         });
-        let mut r = SplitMix64(99);
+        let mut r = SplitMix64::new(99);
         for cycle in 0..4 {
             check_marker(&mut t, &marker).unwrap_or_else(|e| panic!("cycle {cycle}: {e}"));
             marker.mark(t.heap(), &t.roots).unwrap();

@@ -23,7 +23,7 @@ use crate::heap::{Heap, SpanRecord};
 use crate::large::LargeObject;
 use crate::layout::{Layout, low_bits};
 use crate::pagemap::{ADDRESS_LIMIT, Entry};
-use crate::span::{CLASS_NOSCAN, LINE_WORDS, SPAN_BYTES, SPAN_LOG_BYTES, Span};
+use crate::span::{SPAN_BYTES, SPAN_LOG_BYTES, Span};
 
 /// Index of a default class in [`SizeClass::DEFAULTS`].
 fn default_index(class: SizeClass) -> Option<usize> {
@@ -91,21 +91,7 @@ impl Heap {
     /// Carves a new span for `class` from a free page.
     fn new_span(&mut self, class: SizeClass, noscan: bool) -> Result<u32, Error> {
         let (base, _) = self.alloc_pages(1)?;
-        let rec = SpanRecord {
-            base,
-            class,
-            noscan,
-            custom: false,
-            alloc: [0; LINE_WORDS],
-            live: 0,
-            cursor: 0,
-        };
-        let i = self.add_span_record(rec)?;
-        let class_byte = class.words() as u8 | if noscan { CLASS_NOSCAN } else { 0 };
-        self.map.set(base, Entry::small(class_byte, i));
-        let (span, _) = Span::in_map(&self.map, base).expect("entry was just set");
-        span.init(class, noscan);
-        Ok(i)
+        self.add_span(base, class, noscan, false)
     }
 
     fn alloc_large(&mut self, layout: &Layout) -> Result<usize, Error> {

@@ -123,12 +123,13 @@ fn tiers() -> Vec<Kernel> {
 }
 
 fn bench_kernels(c: &mut Criterion) {
+    let tiers = tiers();
     for class in SizeClass::DEFAULTS {
         let hot: OnceCell<Fixture> = OnceCell::new();
         let cold: OnceCell<Fixture> = OnceCell::new();
         let grey: Vec<OnceCell<Vec<[u64; LINE_WORDS]>>> =
             DENSITIES.iter().map(|_| OnceCell::new()).collect();
-        for k in tiers() {
+        for &k in &tiers {
             let mut g = c.benchmark_group(format!("kernel/{k}/{class}"));
             g.throughput(Throughput::Bytes(SPAN_BYTES as u64));
             for (d, &percent) in DENSITIES.iter().enumerate() {

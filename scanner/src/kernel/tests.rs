@@ -261,7 +261,7 @@ fn grey_masks(class: SizeClass) -> Vec<(&'static str, [u64; LINE_WORDS])> {
         ("only the first", from(&|i| i == 0)),
         ("only the last", from(&|i| i == cap - 1)),
         ("first and last", from(&|i| i == 0 || i == cap - 1)),
-        ("every other", from(&|i| i % 2 == 0)),
+        ("every other", from(&|i| i.is_multiple_of(2))),
         ("every third", from(&|i| i % 3 == 1)),
         (
             "straddling a 64-byte frame",
@@ -273,15 +273,36 @@ fn grey_masks(class: SizeClass) -> Vec<(&'static str, [u64; LINE_WORDS])> {
         ),
         (
             "random 1/16",
-            from(&|i| splitmix(i as u64 ^ 0x51) % 16 == 0),
+            from(&|i| splitmix(i as u64 ^ 0x51).is_multiple_of(16)),
         ),
-        ("random 1/2", from(&|i| splitmix(i as u64 ^ 0x52) % 2 == 0)),
+        (
+            "random 1/2",
+            from(&|i| splitmix(i as u64 ^ 0x52).is_multiple_of(2)),
+        ),
         (
             "random 15/16",
-            from(&|i| splitmix(i as u64 ^ 0x53) % 16 != 0),
+            from(&|i| !splitmix(i as u64 ^ 0x53).is_multiple_of(16)),
         ),
         ("last 8", from(&|i| i + 8 >= cap)),
+        // Objects from the start until about 3/4, 7/8 and 7/8 + 1 frame of the span's 124
+        // object frames are covered: around the AVX-512 tier's switch between its two walks.
+        ("first 93 frames", from(&|i| i * size < 93 * 64)),
+        ("first 108 frames", from(&|i| i * size < 108 * 64)),
+        ("first 109 frames", from(&|i| i * size < 109 * 64)),
+        ("first 110 frames", from(&|i| i * size < 110 * 64)),
     ]
+}
+
+/// The frames (8-word groups below the metadata) holding a pointer word of a grey object.
+fn nonempty_frames(span: Span<'_>, grey: &[u64; LINE_WORDS]) -> usize {
+    let class = span.class();
+    let bitmap = span.ptr_bitmap();
+    let (grey_bits, ptr_bits) = (grey.view_bits::<Lsb0>(), bitmap.view_bits::<Lsb0>());
+    (0..class.capacity() * class.words())
+        .filter(|&w| grey_bits[w / class.words()] && ptr_bits[w])
+        .map(|w| w / 8)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
 }
 
 /// Runs `check` on every fixture of `class`: pointer pattern x values x grey mask x range.
@@ -388,6 +409,35 @@ fn tiers_gather_every_word_of_a_full_span_in_order() {
             .collect();
         assert_same(&got, &want, || format!("tier {k}, class {class}"));
     });
+}
+
+/// The fixtures drive the AVX-512 tier down both of its walks, in every class.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx512_fixtures_cover_both_walks() {
+    let threshold = super::avx512::DENSE_MIN_FRAMES as usize;
+    for class in SizeClass::every_legal() {
+        let mut ts = TestSpan::new(class);
+        ts.fill(|i| Ptrs::All.bits(class, i), |w| Values::InRange.value(w));
+        let frames: Vec<usize> = grey_masks(class)
+            .iter()
+            .map(|(_, g)| nonempty_frames(ts.span(), g))
+            .collect();
+        assert!(
+            frames.iter().any(|&f| f >= threshold),
+            "class {class}: no dense fixture"
+        );
+        assert!(
+            frames.iter().any(|&f| (1..threshold).contains(&f)),
+            "class {class}: no sparse fixture"
+        );
+        if class.bytes() <= 64 {
+            assert!(
+                frames.iter().any(|&f| f.abs_diff(threshold) <= 1),
+                "class {class}: no fixture at the switch ({frames:?})"
+            );
+        }
+    }
 }
 
 #[test]

@@ -48,6 +48,8 @@ pub struct Row {
     pub single: usize,
     /// Steals.
     pub steals: usize,
+    /// Busy (not idle) ms of each worker, in the last repetition.
+    pub busy_ms: Vec<f64>,
     /// Whether the marked set equals the oracle's.
     pub oracle_ok: bool,
 }
@@ -75,6 +77,7 @@ impl Row {
             sparse: s.spans_sparse,
             single: s.spans_single,
             steals: s.steals,
+            busy_ms: s.busy.iter().map(|d| d.as_secs_f64() * 1e3).collect(),
             oracle_ok: ok,
         }
     }

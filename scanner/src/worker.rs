@@ -254,6 +254,15 @@ impl<'s, 'h> Ctx<'s, 'h> {
 
     /// Own object deque, own span deque, then the injector and the other workers.
     fn find_work(&mut self) -> Option<Task<'h>> {
+        // Share before taking: a worker working through a long private backlog without
+        // pushing anything new (the spans a root array queued, say) must still feed idle ones.
+        let local = &mut self.sink.local;
+        if (local.obj_buf.len() >= PUBLISH_MIN || local.span_buf.len() >= PUBLISH_MIN)
+            && self.sink.shared.term.has_idle()
+        {
+            local.publish_objects();
+            local.publish_spans();
+        }
         if let Some(t) = self.sink.local.pop() {
             return Some(t);
         }

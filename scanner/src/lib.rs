@@ -41,7 +41,7 @@
 //! [`KernelChoice::Auto`] (the default); an explicit builder choice wins.
 //!
 //! # Which kernel runs?
-//! [`Marker::kernel`] says. `avx512` needs AVX-512 F, BW, VL, DQ, VBMI, GFNI, BITALG and
+//! [`Marker::kernel`] says. `avx512` needs AVX-512 F, BW, VL, DQ, VBMI, GFNI, BITALG, BMI1 and
 //! POPCNT; every other CPU runs `scalar`, which returns exactly the same results.
 //!
 //! # Custom allocators

@@ -1,7 +1,7 @@
 //! One marking worker: its queues, its find-work loop, and the discovery of pointers.
 //!
-//! A worker runs [`Ctx::run`]: take work (own object deque, own span deque, root injector,
-//! steal), execute it, and when nothing is left follow the idle protocol of
+//! A worker runs [`Ctx::run`]: take work (own private buffers and deques, objects before
+//! spans, then the root injector, then a steal), execute it, and when nothing is left follow the idle protocol of
 //! [`termination`](crate::termination). Discovery ([`Sink::discover`]) is DESIGN §5: resolve
 //! the pointer with the page map, test the mark bit (no write if already marked), set it, and
 //! for a small scan object take ownership of its span and queue the span once (Green Tea) or

@@ -20,8 +20,12 @@ pub fn with_timeout<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send +
     }
 }
 
-/// How many random heaps a test runs: `base` times `SENCHA_TEST_SCALE` (default 1).
+/// How many random heaps a test runs: `base` times `SENCHA_TEST_SCALE` (default 1), and a
+/// hundredth of that under Miri.
 pub fn scaled(base: usize) -> usize {
+    if cfg!(miri) {
+        return (base / 100).max(1);
+    }
     let scale: f64 = std::env::var("SENCHA_TEST_SCALE")
         .ok()
         .and_then(|s| s.parse().ok())

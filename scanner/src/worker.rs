@@ -157,37 +157,33 @@ impl<'h> Sink<'_, 'h> {
     #[inline]
     pub(crate) fn scan_object(&mut self, span: Span<'h>, index: usize, class: SizeClass) {
         self.stats.objects_scanned += 1;
-        let mut bits = span.ptr_bits(index, class);
         let first = index * class.words();
-        while bits != 0 {
-            let k = bits.trailing_zeros() as usize;
-            bits &= bits - 1;
-            let v = span.read_word(first + k);
-            if self.shared.range.contains(v) {
-                self.stats.pointers += 1;
-                self.discover(v);
-            }
-        }
+        self.visit(span.ptr_bits(index, class), |k| span.read_word(first + k));
     }
 
     /// Visits the pointers of words `from .. to` of a large object.
     pub(crate) fn scan_large(&mut self, obj: &'h LargeObject, from: usize, to: usize) {
         self.stats.large_chunks += 1;
         let layout = obj.layout();
-        let mut w = from;
-        while w < to {
+        for w in (from..to).step_by(64) {
             let n = (to - w).min(64);
-            let mut bits = layout.pointer_bits(w) & if n == 64 { u64::MAX } else { (1 << n) - 1 };
-            while bits != 0 {
-                let k = bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                let v = obj.read_word(w + k);
-                if self.shared.range.contains(v) {
-                    self.stats.pointers += 1;
-                    self.discover(v);
-                }
+            let bits = layout.pointer_bits(w) & if n == 64 { u64::MAX } else { (1 << n) - 1 };
+            self.visit(bits, |k| obj.read_word(w + k));
+        }
+    }
+
+    /// Discovers the in-range values of the words whose bits are set in `bits` (bit `k` is the
+    /// word `read(k)` returns).
+    #[inline]
+    fn visit(&mut self, mut bits: u64, read: impl Fn(usize) -> usize) {
+        while bits != 0 {
+            let k = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let v = read(k);
+            if self.shared.range.contains(v) {
+                self.stats.pointers += 1;
+                self.discover(v);
             }
-            w += 64;
         }
     }
 }

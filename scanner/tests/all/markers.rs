@@ -5,6 +5,16 @@ use sencha::{Algorithm, Heap, KernelChoice, Layout, Marker, Roots, reference};
 
 use crate::{scaled, with_timeout};
 
+/// Builds the heap of `spec` and checks every marker against the oracle on it.
+fn assert_markers_agree(spec: &HeapSpec, markers: &[Marker], seed: u64) {
+    let mut t = random_heap(spec);
+    for m in markers {
+        if let Err(e) = check_marker(&mut t, m) {
+            panic!("seed {seed}: {e}");
+        }
+    }
+}
+
 fn markers() -> Vec<Marker> {
     let mut v = Vec::new();
     for w in [1, 2, 4, 8, 16] {
@@ -33,12 +43,7 @@ fn markers_match_oracle_on_random_heaps() {
         let markers = markers();
         let heaps = scaled(1500);
         for seed in 0..heaps as u64 {
-            let mut t = random_heap(&HeapSpec::small(seed));
-            for m in &markers {
-                if let Err(e) = check_marker(&mut t, m) {
-                    panic!("seed {seed}: {e}");
-                }
-            }
+            assert_markers_agree(&HeapSpec::small(seed), &markers, seed);
         }
     });
 }
@@ -62,12 +67,7 @@ fn markers_match_oracle_with_every_kernel_forced() {
             Err(e) => eprintln!("SKIPPED avx512 tier: {e}"),
         }
         for seed in 0..scaled(300) as u64 {
-            let mut t = random_heap(&HeapSpec::small(seed ^ 0xabcd));
-            for m in &markers {
-                if let Err(e) = check_marker(&mut t, m) {
-                    panic!("seed {seed}: {e}");
-                }
-            }
+            assert_markers_agree(&HeapSpec::small(seed ^ 0xabcd), &markers, seed);
         }
     });
 }
@@ -85,12 +85,7 @@ fn markers_match_oracle_on_larger_heaps() {
                 list: 20_000,
                 roots: 50,
             };
-            let mut t = random_heap(&spec);
-            for m in &markers {
-                if let Err(e) = check_marker(&mut t, m) {
-                    panic!("seed {seed}: {e}");
-                }
-            }
+            assert_markers_agree(&spec, &markers, seed);
         }
     });
 }
@@ -109,10 +104,7 @@ fn no_lost_span_under_oversubscription() {
                 list: 50,
                 roots: 4,
             };
-            let mut t = random_heap(&spec);
-            if let Err(e) = check_marker(&mut t, &m) {
-                panic!("seed {seed}: {e}");
-            }
+            assert_markers_agree(&spec, std::slice::from_ref(&m), seed);
         }
     });
 }
@@ -129,10 +121,7 @@ fn termination_with_fewer_threads_than_workers() {
                 .build()
                 .unwrap();
             for seed in 0..scaled(100) as u64 {
-                let mut t = random_heap(&HeapSpec::small(seed + 77));
-                if let Err(e) = check_marker(&mut t, &m) {
-                    panic!("seed {seed}: {e}");
-                }
+                assert_markers_agree(&HeapSpec::small(seed + 77), std::slice::from_ref(&m), seed);
             }
         }
     });

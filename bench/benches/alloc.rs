@@ -6,7 +6,8 @@
 //!   free pages. Scan objects have one pointer word; noscan objects none. Between timed
 //!   batches, an untimed sweep frees everything again.
 //! - `sweep/<size>B/<scan|noscan>`: sweep a heap of `N` objects of which a random half
-//!   (seeded) is marked with `Heap::mark_object`. The setup (`iter_batched`) tops the heap up to
+//!   (seeded) is marked with the reference mark (`Heap::mark_reachable`; the objects hold no
+//!   heap pointers, so it marks exactly the roots). The setup (`iter_batched`) tops the heap up to
 //!   `N` objects and marks; heaps are recycled between iterations, because dropping one costs
 //!   more than the sweep itself.
 //!
@@ -57,7 +58,7 @@ fn alloc(c: &mut Criterion) {
                     for _ in 0..n {
                         heap.alloc(&layout).expect("allocation");
                     }
-                    heap.sweep();
+                    free_all(&mut heap);
                     let mut timed = Duration::ZERO;
                     for _ in 0..iters {
                         let start = Instant::now();
@@ -65,7 +66,7 @@ fn alloc(c: &mut Criterion) {
                             black_box(heap.alloc(black_box(&layout)).expect("allocation"));
                         }
                         timed += start.elapsed();
-                        heap.sweep();
+                        free_all(&mut heap);
                     }
                     timed
                 });
@@ -73,6 +74,12 @@ fn alloc(c: &mut Criterion) {
         }
     }
     group.finish();
+}
+
+/// Frees every object: a mark from no roots, then a sweep.
+fn free_all(heap: &mut Heap) {
+    heap.mark_reachable(&[]).expect("no other mark");
+    heap.sweep().expect("a complete mark ran");
 }
 
 /// A heap with its surviving objects, recycled between sweep iterations.
@@ -101,13 +108,11 @@ fn sweep(c: &mut Criterion) {
                     }
                     // Mark a random half: those survive the sweep.
                     s.objects.retain(|_| rng.coin());
-                    for &a in &s.objects {
-                        s.heap.mark_object(a).expect("a live object");
-                    }
+                    s.heap.mark_reachable(&s.objects).expect("no other mark");
                     s
                 },
                 |mut s| {
-                    let stats = s.heap.sweep();
+                    let stats = s.heap.sweep().expect("a complete mark ran");
                     debug_assert_eq!(stats.live_objects, s.objects.len());
                     pool.borrow_mut().push(s);
                     stats

@@ -37,6 +37,14 @@ pub enum Error {
         /// rayon's message.
         message: String,
     },
+    /// A marking worker panicked (a bug in sencha, or a broken memory contract). The mark
+    /// was abandoned: the other workers stopped, and the heap is
+    /// [`MarkState::Aborted`](sencha_spans::MarkState), so a sweep refuses to run until a
+    /// new mark completes.
+    MarkPanicked {
+        /// The panic's message.
+        message: String,
+    },
 }
 
 impl fmt::Display for Error {
@@ -63,6 +71,12 @@ impl fmt::Display for Error {
             }
             Error::ThreadPool { message } => {
                 write!(f, "could not build the thread pool: {message}")
+            }
+            Error::MarkPanicked { message } => {
+                write!(
+                    f,
+                    "a marking worker panicked, the mark was abandoned: {message}"
+                )
             }
         }
     }

@@ -28,7 +28,7 @@
 //! let marker = Marker::builder().build().unwrap();
 //! let stats = marker.mark(&heap, &Roots::precise([list])).unwrap();
 //! assert_eq!(stats.objects_marked, 1000);
-//! assert_eq!(heap.sweep().freed_objects, 1);
+//! assert_eq!(heap.sweep().unwrap().freed_objects, 1);
 //! ```
 //!
 //! # Example: force the scalar kernel
@@ -70,7 +70,7 @@ pub use kernel::{Kernel, KernelChoice};
 pub use mark::reference;
 pub use marker::{Algorithm, Marker, MarkerBuilder, Roots};
 pub use sencha_spans as spans;
-pub use sencha_spans::{Heap, HeapConfig, Layout, OwnedMemory, SizeClass, SweepStats};
+pub use sencha_spans::{Heap, HeapConfig, Layout, MarkState, OwnedMemory, SizeClass, SweepStats};
 pub use stats::MarkStats;
 
 /// The most workers a marker may run.

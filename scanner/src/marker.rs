@@ -138,6 +138,8 @@ pub struct MarkerBuilder {
     algorithm: Algorithm,
     no_in_place: bool,
     no_prefetch: bool,
+    #[cfg(any(test, feature = "testing"))]
+    panic_at: Option<u64>,
 }
 
 impl MarkerBuilder {
@@ -153,6 +155,15 @@ impl MarkerBuilder {
     /// scan gathered before marking them (default: on; DESIGN §5.4). Off, for measuring.
     pub fn prefetch(mut self, on: bool) -> Self {
         self.no_prefetch = !on;
+        self
+    }
+
+    /// Unstable, tests only (`testing` feature): worker 0 panics when it takes its `task`-th
+    /// task, to test that a mark always ends.
+    #[cfg(any(test, feature = "testing"))]
+    #[doc(hidden)]
+    pub fn inject_panic_at(mut self, task: u64) -> Self {
+        self.panic_at = Some(task);
         self
     }
 
@@ -218,6 +229,8 @@ impl MarkerBuilder {
             algorithm: self.algorithm,
             in_place: !self.no_in_place,
             prefetch: !self.no_prefetch,
+            #[cfg(any(test, feature = "testing"))]
+            panic_at: self.panic_at,
         })
     }
 }
@@ -238,7 +251,7 @@ impl MarkerBuilder {
 /// let stats = marker.mark(&heap, &Roots::precise([root])).unwrap();
 /// assert_eq!(stats.objects_marked, 2);
 /// assert!(!heap.is_marked(garbage).unwrap());
-/// assert_eq!(heap.sweep().freed_objects, 1);
+/// assert_eq!(heap.sweep().unwrap().freed_objects, 1);
 /// ```
 #[derive(Clone, Debug)]
 pub struct Marker {
@@ -249,6 +262,8 @@ pub struct Marker {
     algorithm: Algorithm,
     in_place: bool,
     prefetch: bool,
+    #[cfg(any(test, feature = "testing"))]
+    panic_at: Option<u64>,
 }
 
 impl Marker {
@@ -272,20 +287,27 @@ impl Marker {
         self.algorithm
     }
 
-    /// Marks every object reachable from `roots`.
+    /// Marks every object reachable from `roots` and from the heap's pinned objects
+    /// ([`Heap::pin`]).
     ///
-    /// The heap must have no marks when it starts: a new heap, one just swept, or one after
-    /// [`Heap::clear_marks`]. Afterwards exactly the reachable objects are marked, and
-    /// [`Heap::sweep`] frees the rest. No mutator may write to the heap while it runs (the
-    /// `&Heap` borrow keeps the heap's own API from doing so).
+    /// Marks of an earlier mark are cleared first. Afterwards exactly the reachable objects
+    /// are marked, the heap is [`MarkState::Marked`](crate::spans::MarkState) (objects
+    /// allocated from then on are allocated marked), and [`Heap::sweep`] frees the rest. No
+    /// mutator may write to the heap while it runs (the `&Heap` borrow keeps the heap's own
+    /// API from doing so; a custom allocator's writes are ruled out by its
+    /// [`OwnedMemory`](crate::OwnedMemory) contract).
     ///
     /// Pointer words are trusted to hold null or heap addresses, but any other value is safe:
     /// it resolves to "not in the heap" and is ignored, or to some object, which is then kept
     /// alive (as a conservative collector would).
     ///
     /// # Errors
-    /// [`Error::InvalidRoot`] for a precise root that is not null and not an allocated
-    /// object's first byte; nothing is marked then.
+    /// - [`Error::InvalidRoot`] for a precise root that is not null and not an allocated
+    ///   object's first byte: nothing is marked and the heap is unchanged.
+    /// - [`Error::Heap`] with [`MarkInProgress`](crate::spans::Error::MarkInProgress) if
+    ///   another thread is marking the same heap.
+    /// - [`Error::MarkPanicked`] if a worker panicked: the mark always ends, the heap is left
+    ///   [`Aborted`](crate::spans::MarkState) (a sweep is refused until a mark completes).
     pub fn mark(&self, heap: &Heap, roots: &Roots) -> Result<MarkStats, Error> {
         let roots = roots.resolve(heap)?;
         let cfg = crate::mark::Config {
@@ -294,7 +316,9 @@ impl Marker {
             algorithm: self.algorithm,
             in_place: self.in_place,
             prefetch: self.prefetch,
+            #[cfg(any(test, feature = "testing"))]
+            panic_at: self.panic_at,
         };
-        Ok(crate::mark::run(heap, &roots, self.pool.as_deref(), cfg))
+        crate::mark::run(heap, &roots, self.pool.as_deref(), cfg)
     }
 }

@@ -16,20 +16,25 @@
 use std::collections::VecDeque;
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
-use sencha_spans::{LargeObject, SmallObject, Span};
+use sencha_spans::protocol::MarkSpan;
+use sencha_spans::{LargeObject, SizeClass, Span};
 
 /// A queued span and the object whose mark queued it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SpanWork<'h> {
-    pub(crate) span: Span<'h>,
+    pub(crate) span: MarkSpan<'h>,
     pub(crate) index: u32,
 }
 
 /// A grey object to scan on its own.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum ObjWork<'h> {
-    /// A small object (baseline marker only).
-    Small(SmallObject<'h>),
+    /// A small object (baseline marker only), already marked and claimed.
+    Small {
+        span: Span<'h>,
+        index: u32,
+        class: SizeClass,
+    },
     /// Words `from .. to` of a large object.
     Large {
         obj: &'h LargeObject,

@@ -3,12 +3,11 @@
 use std::fmt;
 use std::time::Duration;
 
+use sencha_spans::MarkedTotals;
+
 /// Counters of one worker, summed into [`MarkStats`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct WorkerStats {
-    pub(crate) objects: usize,
-    pub(crate) bytes: usize,
-    pub(crate) large_objects: usize,
     pub(crate) spans_dense: usize,
     pub(crate) spans_sparse: usize,
     pub(crate) spans_single: usize,
@@ -21,9 +20,6 @@ pub(crate) struct WorkerStats {
 
 impl WorkerStats {
     pub(crate) fn add(&mut self, o: &WorkerStats) {
-        self.objects += o.objects;
-        self.bytes += o.bytes;
-        self.large_objects += o.large_objects;
         self.spans_dense += o.spans_dense;
         self.spans_sparse += o.spans_sparse;
         self.spans_single += o.spans_single;
@@ -45,9 +41,10 @@ pub struct MarkStats {
     pub kernel: &'static str,
     /// Workers that ran.
     pub workers: usize,
-    /// Objects marked (small and large).
+    /// Allocated objects marked (small and large): exactly the objects found live; marks
+    /// that stale pointer words set on free slots are not counted.
     pub objects_marked: usize,
-    /// Bytes marked (slot sizes of small objects, sizes of large objects).
+    /// Bytes of those objects (slot sizes of small objects, sizes of large objects).
     pub bytes_marked: usize,
     /// Of the objects marked, large ones.
     pub large_objects_marked: usize,
@@ -77,6 +74,7 @@ impl MarkStats {
         algorithm: &'static str,
         kernel: &'static str,
         per_worker: &[WorkerStats],
+        totals: MarkedTotals,
         wall: Duration,
     ) -> Self {
         let mut t = WorkerStats::default();
@@ -87,9 +85,9 @@ impl MarkStats {
             algorithm,
             kernel,
             workers: per_worker.len(),
-            objects_marked: t.objects,
-            bytes_marked: t.bytes,
-            large_objects_marked: t.large_objects,
+            objects_marked: totals.objects,
+            bytes_marked: totals.bytes,
+            large_objects_marked: totals.large_objects,
             spans_dense: t.spans_dense,
             spans_sparse: t.spans_sparse,
             spans_single: t.spans_single,

@@ -87,7 +87,10 @@ impl TestHeap {
     }
 
     /// [`Heap::sweep`].
-    pub fn sweep(&mut self) -> sencha_spans::SweepStats {
+    ///
+    /// # Errors
+    /// As [`Heap::sweep`].
+    pub fn sweep(&mut self) -> Result<sencha_spans::SweepStats, sencha_spans::Error> {
         self.heap.sweep()
     }
 

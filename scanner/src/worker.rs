@@ -10,8 +10,11 @@
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::Backoff;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use sencha_spans::protocol::{MarkSession, Target};
 use sencha_spans::span::{LINE_WORDS, MARK_LINE_OFFSET, SPAN_BYTES};
-use sencha_spans::{Heap, LargeObject, Resolved, SizeClass, Span};
+use sencha_spans::{LargeObject, Owner, SizeClass, Span};
 
 use crate::kernel::{GatherBuf, HeapRange, Kernel, prefetch};
 use crate::marker::Algorithm;
@@ -33,11 +36,11 @@ fn mark_line_of(p: usize) -> usize {
 
 /// What every worker of one mark shares.
 pub(crate) struct Shared<'h> {
-    pub(crate) heap: &'h Heap,
+    pub(crate) session: MarkSession<'h>,
     pub(crate) range: HeapRange,
     pub(crate) kernel: Kernel,
     pub(crate) algorithm: Algorithm,
-    pub(crate) roots: &'h [usize],
+    pub(crate) roots: Vec<usize>,
     pub(crate) queues: SharedQueues<'h>,
     pub(crate) term: Termination,
     /// Grey objects at or above which a span goes through the kernel, by size in words.
@@ -46,6 +49,19 @@ pub(crate) struct Shared<'h> {
     pub(crate) in_place: bool,
     /// Prefetch the mark lines of gathered pointers (DESIGN §5.4).
     pub(crate) prefetch: bool,
+    /// Set when a worker panicked: every worker stops taking work and returns.
+    pub(crate) abort: AtomicBool,
+    /// Tests only: the task at which worker 0 panics on purpose.
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) panic_at: Option<u64>,
+}
+
+impl Shared<'_> {
+    /// Whether the mark was abandoned because a worker panicked.
+    #[inline]
+    pub(crate) fn aborted(&self) -> bool {
+        self.abort.load(Ordering::Relaxed)
+    }
 }
 
 /// The discovery side of a worker: what scanning code pushes new work through.
@@ -63,27 +79,27 @@ impl<'h> Sink<'_, 'h> {
     /// Discovers pointer `p` (DESIGN §5): mark, and queue what must be scanned.
     #[inline]
     pub(crate) fn discover(&mut self, p: usize) {
-        match self.shared.heap.resolve(p) {
-            Resolved::NotInHeap => {}
-            Resolved::Small(o) => {
-                if !o.span.try_mark(o.index) {
-                    return;
-                }
-                self.stats.objects += 1;
-                self.stats.bytes += o.class.bytes();
-                if o.noscan {
+        match self.shared.session.resolve(p) {
+            Target::NotInHeap => {}
+            Target::Small {
+                span,
+                index,
+                class,
+                noscan,
+            } => {
+                if !span.try_mark(index) || noscan {
                     return;
                 }
                 match self.shared.algorithm {
                     Algorithm::GreenTea => {
-                        if o.span.base() == self.current {
+                        if span.span().base() == self.current {
                             // A pointer into the span being scanned: the scan's next round
                             // takes it, without a queue round trip (DESIGN §5.5).
-                            self.found.push(o.index as u32);
-                        } else if o.span.acquire() {
+                            self.found.push(index as u32);
+                        } else if span.acquire() {
                             let w = SpanWork {
-                                span: o.span,
-                                index: o.index as u32,
+                                span,
+                                index: index as u32,
                             };
                             self.local.span_buf.push_back(w);
                             if self.local.span_buf.len() >= PUBLISH_MIN
@@ -93,18 +109,16 @@ impl<'h> Sink<'_, 'h> {
                             }
                         }
                     }
-                    Algorithm::Baseline => self.push_object(ObjWork::Small(o)),
+                    Algorithm::Baseline => self.push_object(ObjWork::Small {
+                        span: span.span(),
+                        index: index as u32,
+                        class,
+                    }),
                 }
             }
-            Resolved::Large(l) => {
-                if !l.try_mark() {
-                    return;
-                }
-                self.stats.objects += 1;
-                self.stats.large_objects += 1;
-                self.stats.bytes += l.bytes();
-                if l.layout().has_pointers() {
-                    self.push_large(l);
+            Target::Large(l) => {
+                if l.try_mark() && l.object().layout().has_pointers() {
+                    self.push_large(l.object());
                 }
             }
         }
@@ -158,7 +172,9 @@ impl<'h> Sink<'_, 'h> {
     pub(crate) fn scan_object(&mut self, span: Span<'h>, index: usize, class: SizeClass) {
         self.stats.objects_scanned += 1;
         let first = index * class.words();
-        self.visit(span.ptr_bits(index, class), |k| span.read_word(first + k));
+        self.visit(span.ptr_bits(index, class), |k| {
+            span.read_word(first + k).unwrap_or(0)
+        });
     }
 
     /// Visits the pointers of words `from .. to` of a large object.
@@ -168,7 +184,7 @@ impl<'h> Sink<'_, 'h> {
         for w in (from..to).step_by(64) {
             let n = (to - w).min(64);
             let bits = layout.pointer_bits(w) & if n == 64 { u64::MAX } else { (1 << n) - 1 };
-            self.visit(bits, |k| obj.read_word(w + k));
+            self.visit(bits, |k| obj.read_word(w + k).unwrap_or(0));
         }
     }
 
@@ -194,6 +210,9 @@ pub(crate) struct Ctx<'s, 'h> {
     pub(crate) id: usize,
     pub(crate) rng: u64,
     pub(crate) buf: Box<GatherBuf>,
+    /// Tasks executed (fault injection in tests).
+    #[cfg(any(test, feature = "testing"))]
+    tasks: u64,
 }
 
 impl<'s, 'h> Ctx<'s, 'h> {
@@ -209,10 +228,14 @@ impl<'s, 'h> Ctx<'s, 'h> {
             id,
             rng: 0x9e37_79b9_7f4a_7c15 ^ (id as u64 + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9),
             buf: Box::default(),
+            #[cfg(any(test, feature = "testing"))]
+            tasks: 0,
         }
     }
 
-    /// Marks until every worker is idle; returns this worker's counters.
+    /// Marks until every worker is idle, or until a worker panicked ([`Shared::abort`]);
+    /// returns this worker's counters. A panic inside is caught by the caller
+    /// ([`crate::mark::run`]), which sets `abort` so that the others stop too.
     pub(crate) fn run(mut self) -> WorkerStats {
         let shared = self.sink.shared;
         shared.term.enter();
@@ -226,7 +249,9 @@ impl<'s, 'h> Ctx<'s, 'h> {
             shared.term.go_idle();
             let backoff = Backoff::new();
             let found = loop {
-                if shared.term.is_done() {
+                // A worker that panicked never goes idle, so `is_done` would never come:
+                // `abort` ends the wait instead.
+                if shared.term.is_done() || shared.aborted() {
                     break None;
                 }
                 if shared.queues.any_work() {
@@ -248,8 +273,12 @@ impl<'s, 'h> Ctx<'s, 'h> {
         self.sink.stats
     }
 
-    /// Own object deque, own span deque, then the injector and the other workers.
+    /// Own object deque, own span deque, then the injector and the other workers; nothing
+    /// once the mark is aborted.
     fn find_work(&mut self) -> Option<Task<'h>> {
+        if self.sink.shared.aborted() {
+            return None;
+        }
         // Share before taking: a worker working through a long private backlog without
         // pushing anything new (the spans a root array queued, say) must still feed idle ones.
         let local = &mut self.sink.local;
@@ -273,12 +302,16 @@ impl<'s, 'h> Ctx<'s, 'h> {
     }
 
     fn execute(&mut self, task: Task<'h>) {
+        #[cfg(any(test, feature = "testing"))]
+        self.maybe_panic();
         match task {
             Task::Span(w) => self.scan_span(w),
-            Task::Obj(ObjWork::Small(o)) => self.sink.scan_object(o.span, o.index, o.class),
+            Task::Obj(ObjWork::Small { span, index, class }) => {
+                self.sink.scan_object(span, index as usize, class)
+            }
             Task::Obj(ObjWork::Large { obj, from, to }) => self.sink.scan_large(obj, from, to),
             Task::Roots(c) => {
-                let roots = self.sink.shared.roots;
+                let roots = &self.sink.shared.roots;
                 for &r in &roots[c.from..c.to] {
                     self.sink.discover(r);
                 }
@@ -294,21 +327,22 @@ impl<'s, 'h> Ctx<'s, 'h> {
     /// loads are independent and prefetchable, where chasing them one by one would wait for
     /// each miss in turn.
     fn scan_span(&mut self, w: SpanWork<'h>) {
-        let span = w.span;
+        let mark = w.span;
+        let span = mark.span();
         let class = span.class();
         if self.sink.shared.in_place {
             self.sink.current = span.base();
         }
         self.sink.found.clear();
-        if span.release() == sencha_spans::Owner::One {
+        if mark.release() == Owner::One {
             // Nobody marked anything else here since the span was queued: only the object
             // that queued it is new. Its scanned bit still decides, so it is scanned once.
             self.sink.stats.spans_single += 1;
-            if span.try_scan(w.index as usize) {
+            if mark.try_scan(w.index as usize) {
                 self.sink.scan_object(span, w.index as usize, class);
             }
         } else {
-            let grey = span.take_grey();
+            let grey = mark.take_grey();
             self.scan_grey(span, class, &grey);
         }
         // Rounds over the objects this worker marked in this span while scanning it. Claiming
@@ -318,7 +352,7 @@ impl<'s, 'h> Ctx<'s, 'h> {
             if self.sink.found.len() == 1 {
                 // A chain (one new object per step): follow it without building a round.
                 self.sink.found.clear();
-                if span.try_scan(last as usize) {
+                if mark.try_scan(last as usize) {
                     self.sink.scan_object(span, last as usize, class);
                 }
                 continue;
@@ -330,7 +364,7 @@ impl<'s, 'h> Ctx<'s, 'h> {
             let mut grey = [0u64; LINE_WORDS];
             for (i, (&f, g)) in found.iter().zip(grey.iter_mut()).enumerate() {
                 if f != 0 {
-                    *g = span.claim_scan(i, f);
+                    *g = mark.claim_scan(i, f);
                 }
             }
             self.scan_grey(span, class, &grey);
@@ -362,6 +396,22 @@ impl<'s, 'h> Ctx<'s, 'h> {
                     g &= g - 1;
                     self.sink.scan_object(span, i, class);
                 }
+            }
+        }
+    }
+}
+
+#[cfg(any(test, feature = "testing"))]
+impl Ctx<'_, '_> {
+    /// Tests only: worker 0 panics at its `panic_at`-th task (fault injection for the
+    /// "a mark always ends" tests).
+    fn maybe_panic(&mut self) {
+        if let Some(n) = self.sink.shared.panic_at
+            && self.id == 0
+        {
+            self.tasks += 1;
+            if self.tasks >= n {
+                panic!("sencha test: injected panic in worker 0 at task {n}");
             }
         }
     }

@@ -30,9 +30,16 @@ impl std::fmt::Debug for Arena {
 }
 
 impl Arena {
-    /// Reserves `len` bytes (a multiple of [`ARENA_ALIGN`]), aligned to [`ARENA_ALIGN`].
+    /// Reserves `len` bytes (a positive multiple of [`ARENA_ALIGN`]), aligned to
+    /// [`ARENA_ALIGN`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidLength`] for 0 or a length that is not a multiple of [`ARENA_ALIGN`];
+    /// [`Error::OutOfMemory`] when the OS refuses.
     pub(crate) fn reserve(len: usize, huge_pages: bool) -> Result<Arena, Error> {
-        debug_assert!(len.is_multiple_of(ARENA_ALIGN) && len > 0);
+        if len == 0 || !len.is_multiple_of(ARENA_ALIGN) {
+            return Err(Error::InvalidLength { len });
+        }
         let total = len
             .checked_add(ARENA_ALIGN)
             .ok_or(Error::OutOfMemory { bytes: len })?;
@@ -59,5 +66,26 @@ impl Arena {
     /// Usable bytes.
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arena_reserve_rejects_empty_and_unaligned_lengths() {
+        assert_eq!(
+            Arena::reserve(0, false).err(),
+            Some(Error::InvalidLength { len: 0 })
+        );
+        assert_eq!(
+            Arena::reserve(ARENA_ALIGN + 8192, false).err(),
+            Some(Error::InvalidLength {
+                len: ARENA_ALIGN + 8192
+            })
+        );
+        let a = Arena::reserve(ARENA_ALIGN, false).unwrap();
+        assert_eq!((a.len(), a.start() % ARENA_ALIGN), (ARENA_ALIGN, 0));
     }
 }

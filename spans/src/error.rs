@@ -94,6 +94,37 @@ pub enum Error {
         /// The address given.
         addr: usize,
     },
+    /// A [`HeapConfig`](crate::HeapConfig) field outside its documented limits.
+    InvalidConfig {
+        /// The field.
+        field: &'static str,
+        /// The value given.
+        value: usize,
+        /// What it must be.
+        reason: &'static str,
+    },
+    /// [`Heap::sweep`](crate::Heap::sweep) with no complete mark since the last sweep (a new
+    /// heap, a mark that failed, or [`Heap::clear_marks`](crate::Heap::clear_marks)): sweeping
+    /// then would free live objects, so nothing is freed.
+    NoCompleteMark,
+    /// A mark of this heap is already running (on another thread).
+    MarkInProgress,
+    /// The object is pinned: unpin it before freeing or unregistering it.
+    Pinned {
+        /// The object's address.
+        addr: usize,
+    },
+    /// [`Heap::unpin`](crate::Heap::unpin) of an object that is not pinned.
+    NotPinned {
+        /// The address given.
+        addr: usize,
+    },
+    /// The object was found unreachable by the last complete mark and will be freed by the
+    /// next sweep: it cannot be pinned (its children may be freed too).
+    Unreachable {
+        /// The object's address.
+        addr: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -147,6 +178,22 @@ impl fmt::Display for Error {
             Error::WrongOwner { addr } => write!(
                 f,
                 "{addr:#x} belongs to the other allocator (embedded vs custom) than this call expects"
+            ),
+            Error::InvalidConfig {
+                field,
+                value,
+                reason,
+            } => write!(f, "invalid heap configuration: {field} = {value}: {reason}"),
+            Error::NoCompleteMark => write!(
+                f,
+                "no complete mark since the last sweep: sweeping now would free live objects"
+            ),
+            Error::MarkInProgress => write!(f, "a mark of this heap is already running"),
+            Error::Pinned { addr } => write!(f, "{addr:#x} is pinned"),
+            Error::NotPinned { addr } => write!(f, "{addr:#x} is not pinned"),
+            Error::Unreachable { addr } => write!(
+                f,
+                "{addr:#x} was unreachable in the last mark and is due to be swept"
             ),
         }
     }

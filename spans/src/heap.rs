@@ -11,6 +11,7 @@
 //! - [`Span`] handles and `&LargeObject`s borrow the heap, so they cannot outlive a change.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::arena::Arena;
 use crate::class::SizeClass;
@@ -20,13 +21,47 @@ use crate::pagemap::{ADDRESS_LIMIT, Entry, EntryKind, PageMap};
 use crate::span::{CLASS_NOSCAN, LINE_WORDS, MapHit, SPAN_BYTES, Span};
 
 /// Settings of a heap's embedded allocator.
+///
+/// Every field is checked by [`Heap::with_config`] ([`HeapConfig::validate`]); a value outside
+/// its limits is [`Error::InvalidConfig`], never a silently different heap.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeapConfig {
     /// Advise arenas onto transparent huge pages (`MADV_HUGEPAGE`). Default: on. Marking is
     /// dominated by random accesses, and huge pages cut their TLB misses.
     pub huge_pages: bool,
-    /// Bytes reserved from the OS at a time (rounded up to 2 MiB). Default: 64 MiB.
+    /// Bytes reserved from the OS at a time: from 1 to [`HeapConfig::MAX_ARENA_BYTES`] (1 TiB),
+    /// rounded up to a multiple of 2 MiB. Default: 64 MiB. A large object bigger than this
+    /// gets an arena of its own size. (There is no "unlimited": address space is reserved, not
+    /// committed, so a large value only costs address space.)
     pub arena_bytes: usize,
+}
+
+impl HeapConfig {
+    /// The largest [`HeapConfig::arena_bytes`]: 1 TiB.
+    pub const MAX_ARENA_BYTES: usize = 1 << 40;
+
+    /// Checks every field against its documented limits.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the first field out of its limits.
+    ///
+    /// # Examples
+    /// ```
+    /// use sencha_spans::{Error, HeapConfig};
+    /// assert!(HeapConfig::default().validate().is_ok());
+    /// let unlimited = HeapConfig { arena_bytes: usize::MAX, ..HeapConfig::default() };
+    /// assert!(matches!(unlimited.validate(), Err(Error::InvalidConfig { field: "arena_bytes", .. })));
+    /// ```
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.arena_bytes == 0 || self.arena_bytes > Self::MAX_ARENA_BYTES {
+            return Err(Error::InvalidConfig {
+                field: "arena_bytes",
+                value: self.arena_bytes,
+                reason: "must be from 1 byte to 1 TiB (HeapConfig::MAX_ARENA_BYTES)",
+            });
+        }
+        Ok(())
+    }
 }
 
 impl Default for HeapConfig {
@@ -34,6 +69,45 @@ impl Default for HeapConfig {
         HeapConfig {
             huge_pages: true,
             arena_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Where a heap stands between marks. [`Heap::mark_state`] reads it.
+///
+/// ```text
+///            mark starts               mark completes
+///   Clean ------------------> Marking ----------------> Marked --- sweep ---> Clean
+///     ^   (Marked, Aborted:     |   fails or panics        |
+///     |    marks cleared first) +-------------> Aborted     +--- clear_marks -> Clean
+///     +--------------------------- clear_marks ---------------+
+/// ```
+/// - Only [`Heap::sweep`] frees objects, and only in `Marked`: a sweep after no mark, or
+///   after a failed one, is [`Error::NoCompleteMark`] and frees nothing.
+/// - In `Marked`, objects allocated or registered (embedded [`Heap::alloc`], custom
+///   [`Heap::init_object`] and [`Heap::register_large`]) are **allocated black**: marked at
+///   once, so the sweep that ends the cycle keeps them.
+/// - A new mark in `Marked` or `Aborted` clears the old marks first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum MarkState {
+    /// No marks: a new heap, or one just swept or cleared.
+    Clean = 0,
+    /// A mark is running.
+    Marking = 1,
+    /// A complete mark ran; its results wait for the sweep.
+    Marked = 2,
+    /// A mark started but did not complete (it failed or panicked); its marks are partial.
+    Aborted = 3,
+}
+
+impl MarkState {
+    pub(crate) fn from_u8(v: u8) -> Self {
+        match v {
+            0 => MarkState::Clean,
+            1 => MarkState::Marking,
+            2 => MarkState::Marked,
+            _ => MarkState::Aborted,
         }
     }
 }
@@ -132,6 +206,18 @@ impl Object<'_> {
     }
 }
 
+/// The marked, allocated objects of a heap ([`Heap::marked_totals`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MarkedTotals {
+    /// Objects, small and large.
+    pub objects: usize,
+    /// Bytes: slot sizes of small objects, sizes of large ones.
+    pub bytes: usize,
+    /// Of the objects, large ones.
+    pub large_objects: usize,
+}
+
 /// Figures about a heap.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HeapStats {
@@ -200,6 +286,10 @@ pub struct Heap {
     pub(crate) classes: Vec<[ClassState; 2]>,
     pub(crate) lo: usize,
     pub(crate) hi: usize,
+    /// A [`MarkState`]; changed by marks through `&Heap`, hence atomic.
+    pub(crate) mark_state: AtomicU8,
+    /// Pinned objects (roots of every mark) and their pin counts.
+    pub(crate) pins: BTreeMap<usize, usize>,
 }
 
 impl Default for Heap {
@@ -212,11 +302,19 @@ impl Heap {
     /// An empty heap with the default configuration. Reserves nothing until the first
     /// allocation.
     pub fn new() -> Self {
-        Self::with_config(HeapConfig::default())
+        Self::unchecked(HeapConfig::default())
     }
 
-    /// An empty heap with `config`.
-    pub fn with_config(config: HeapConfig) -> Self {
+    /// An empty heap with `config`, once [`HeapConfig::validate`] accepts it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a field outside its limits.
+    pub fn with_config(config: HeapConfig) -> Result<Self, Error> {
+        config.validate()?;
+        Ok(Self::unchecked(config))
+    }
+
+    fn unchecked(config: HeapConfig) -> Self {
         Heap {
             config,
             map: PageMap::new(),
@@ -229,6 +327,90 @@ impl Heap {
             classes: vec![Default::default(); SizeClass::DEFAULTS.len()],
             lo: usize::MAX,
             hi: 0,
+            mark_state: AtomicU8::new(MarkState::Clean as u8),
+            pins: BTreeMap::new(),
+        }
+    }
+
+    /// Where the heap stands between marks (see [`MarkState`]).
+    pub fn mark_state(&self) -> MarkState {
+        MarkState::from_u8(self.mark_state.load(Ordering::Acquire))
+    }
+
+    /// Whether new objects must be allocated black (marked): a complete mark's results are
+    /// waiting for the sweep.
+    #[inline]
+    pub(crate) fn allocates_black(&self) -> bool {
+        self.mark_state.load(Ordering::Relaxed) == MarkState::Marked as u8
+    }
+
+    /// Marks a just-allocated or just-registered object if [`Heap::allocates_black`].
+    pub(crate) fn mark_new(&self, addr: usize) {
+        if !self.allocates_black() {
+            return;
+        }
+        match self.resolve(addr) {
+            Resolved::Small(o) => {
+                o.span.try_mark(o.index);
+            }
+            Resolved::Large(l) => {
+                l.try_mark();
+            }
+            Resolved::NotInHeap => debug_assert!(false, "a new object resolves"),
+        }
+    }
+
+    /// Pins the object at `addr`: it is a root of every mark until as many
+    /// [`Heap::unpin`]s as pins, and it cannot be freed or unregistered meanwhile.
+    ///
+    /// # Errors
+    /// As [`Heap::object`]; [`Error::Unreachable`] for an object the last complete mark found
+    /// unreachable (in [`MarkState::Marked`]: the sweep may free what it points to).
+    ///
+    /// # Examples
+    /// ```
+    /// use sencha_spans::{Heap, Layout};
+    /// let mut heap = Heap::new();
+    /// let a = heap.alloc(&Layout::all_pointers(16).unwrap()).unwrap();
+    /// heap.pin(a).unwrap();
+    /// assert_eq!(heap.pinned().collect::<Vec<_>>(), [a]);
+    /// heap.unpin(a).unwrap();
+    /// assert!(heap.unpin(a).is_err());
+    /// ```
+    pub fn pin(&mut self, addr: usize) -> Result<(), Error> {
+        let o = self.object(addr)?;
+        if self.mark_state() == MarkState::Marked && !o.is_marked() {
+            return Err(Error::Unreachable { addr });
+        }
+        *self.pins.entry(addr).or_insert(0) += 1;
+        Ok(())
+    }
+
+    /// Undoes one [`Heap::pin`] of `addr`.
+    ///
+    /// # Errors
+    /// [`Error::NotPinned`] if `addr` is not pinned.
+    pub fn unpin(&mut self, addr: usize) -> Result<(), Error> {
+        match self.pins.get_mut(&addr) {
+            Some(n) if *n > 1 => *n -= 1,
+            Some(_) => {
+                self.pins.remove(&addr);
+            }
+            None => return Err(Error::NotPinned { addr }),
+        }
+        Ok(())
+    }
+
+    /// The pinned objects, in address order.
+    pub fn pinned(&self) -> impl Iterator<Item = usize> + '_ {
+        self.pins.keys().copied()
+    }
+
+    /// Fails with [`Error::Pinned`] if a pinned object lies in `start .. start + len`.
+    pub(crate) fn check_unpinned(&self, start: usize, len: usize) -> Result<(), Error> {
+        match self.pins.range(start..start.saturating_add(len)).next() {
+            Some((&addr, _)) => Err(Error::Pinned { addr }),
+            None => Ok(()),
         }
     }
 
@@ -342,11 +524,19 @@ impl Heap {
         match self.object(addr)? {
             Object::Small(o) => {
                 check_word(w, o.class.words())?;
-                Ok(o.span.read_word(o.index * o.class.words() + w))
+                o.span
+                    .read_word(o.index * o.class.words() + w)
+                    .ok_or(Error::WordOutOfRange {
+                        word: w,
+                        words: o.class.words(),
+                    })
             }
             Object::Large(l) => {
                 check_word(w, l.layout().words())?;
-                Ok(l.read_word(w))
+                l.read_word(w).ok_or(Error::WordOutOfRange {
+                    word: w,
+                    words: l.layout().words(),
+                })
             }
         }
     }
@@ -392,8 +582,9 @@ impl Heap {
     }
 
     pub(crate) fn widen_range(&mut self, start: usize, len: usize) {
+        debug_assert!(len > 0, "an empty range widens nothing");
         self.lo = self.lo.min(start);
-        self.hi = self.hi.max(start + len).min(ADDRESS_LIMIT);
+        self.hi = self.hi.max(start.saturating_add(len)).min(ADDRESS_LIMIT);
     }
 
     /// Every registered span.
@@ -445,16 +636,48 @@ impl Heap {
         v
     }
 
-    /// Clears every mark (and scanned bit), for marking again without sweeping.
+    /// Clears every mark (and scanned bit): the heap is [`MarkState::Clean`] again, as if no
+    /// mark had run (a later sweep is then [`Error::NoCompleteMark`]). Marking again does
+    /// this by itself; this is for dropping a mark's results on purpose.
     pub fn clear_marks(&mut self) {
+        self.clear_marks_shared();
+        *self.mark_state.get_mut() = MarkState::Clean as u8;
+    }
+
+    /// Clears every mark through the atomic metadata; for a mark that is about to start.
+    pub(crate) fn clear_marks_shared(&self) {
         for r in self.spans.iter().filter(|r| r.base != 0) {
             if let Some((s, _)) = Span::in_map(&self.map, r.base) {
                 s.reset_marks();
             }
         }
-        for l in self.large.iter_mut().flatten() {
+        for l in self.large.iter().flatten() {
             l.reset_mark();
         }
+    }
+
+    /// The allocated objects that are marked: exactly what the last mark found live, not
+    /// counting marks that stale words set on free slots.
+    pub fn marked_totals(&self) -> MarkedTotals {
+        let mut t = MarkedTotals::default();
+        for r in self.spans.iter().filter(|r| r.base != 0) {
+            if let Some((s, _)) = Span::in_map(&self.map, r.base) {
+                let n: u32 = s
+                    .marked_bits()
+                    .iter()
+                    .zip(&r.alloc)
+                    .map(|(m, a)| (m & a).count_ones())
+                    .sum();
+                t.objects += n as usize;
+                t.bytes += n as usize * r.class.bytes();
+            }
+        }
+        for l in self.large.iter().flatten().filter(|l| l.is_marked()) {
+            t.objects += 1;
+            t.large_objects += 1;
+            t.bytes += l.bytes();
+        }
+        t
     }
 
     /// Figures about the heap.

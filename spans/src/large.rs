@@ -32,8 +32,8 @@ impl LargeObject {
     /// A record for an object at `start` of `layout`, claiming `claim >= layout.bytes()` bytes.
     ///
     /// # Safety
-    /// `start .. start + layout.bytes()` is valid for reads for as long as the record is in a
-    /// heap, and is 8-byte aligned.
+    /// `start .. start + layout.bytes()` is valid for reads and initialised for as long as the
+    /// record is in a heap, and is 8-byte aligned.
     pub(crate) unsafe fn new_unchecked(
         start: usize,
         claim: usize,
@@ -112,9 +112,10 @@ impl LargeObject {
         self.mark.load(Ordering::Relaxed) & MARKED != 0
     }
 
-    /// Marks it; true if this call did (it was white).
+    /// Marks it; true if this call did (it was white). Marking protocol: see
+    /// `protocol::MarkLarge`.
     #[inline]
-    pub fn try_mark(&self) -> bool {
+    pub(crate) fn try_mark(&self) -> bool {
         if self.is_marked() {
             return false;
         }
@@ -122,21 +123,22 @@ impl LargeObject {
     }
 
     /// Clears the mark for the next cycle.
-    pub(crate) fn reset_mark(&mut self) {
-        *self.mark.get_mut() = 0;
+    pub(crate) fn reset_mark(&self) {
+        self.mark.store(0, Ordering::Relaxed);
     }
 
-    /// Reads word `w` of the object with a plain load (marking time: no mutator runs).
-    ///
-    /// # Panics
-    /// If `w` is past the end of the object.
+    /// Reads word `w` of the object with a plain load (marking time: no mutator runs);
+    /// `None` past the end of the object.
     #[inline]
-    pub fn read_word(&self, w: usize) -> usize {
-        assert!(w < self.layout.words());
-        // SAFETY: `w` is inside the object (asserted); the object memory is valid for reads
-        // while the record is in the heap (new_unchecked's contract, checked by the allocator
-        // or by register.rs) and 8-byte aligned, and `&self` borrows the heap.
-        unsafe { ((self.start + w * 8) as *const usize).read() }
+    pub fn read_word(&self, w: usize) -> Option<usize> {
+        if w >= self.layout.words() {
+            return None;
+        }
+        // SAFETY: `w` is inside the object (checked above); the object memory is valid for
+        // reads and initialised while the record is in the heap (new_unchecked's contract,
+        // from the embedded allocator's zeroed arenas or from OwnedMemory's contract) and
+        // 8-byte aligned, and `&self` borrows the heap.
+        Some(unsafe { ((self.start + w * 8) as *const usize).read() })
     }
 
     /// Writes word `w` of the object (mutator time, through `&mut Heap`).

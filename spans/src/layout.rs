@@ -127,14 +127,18 @@ impl Layout {
             limit: MAX_OBJECT_BYTES,
         })?;
         let bytes = Self::checked_size(bytes)?;
-        let pointers = match elem.pointers {
-            Pointers::None => Pointers::None,
-            Pointers::All => Pointers::All,
-            Pointers::Bitmap(bits) => Pointers::Repeat {
+        // The element has at most 64 words, so its first 64 pointer bits are all of them,
+        // whatever shape it has (an element may itself be a short array).
+        let bits = elem.pointer_bits(0);
+        let pointers = if bits == 0 {
+            Pointers::None
+        } else if bits == low_bits(elem_words) {
+            Pointers::All
+        } else {
+            Pointers::Repeat {
                 elem_words: elem_words as u32,
                 bits,
-            },
-            Pointers::Repeat { .. } => unreachable!("an element of at most 64 words is no array"),
+            }
         };
         Ok(Layout { bytes, pointers })
     }

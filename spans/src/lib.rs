@@ -26,11 +26,12 @@
 //! let pair = Layout::all_pointers(16).unwrap();
 //! let a = heap.alloc(&pair).unwrap();
 //! let b = heap.alloc(&pair).unwrap();
+//! let c = heap.alloc(&pair).unwrap();
 //! heap.write_word(a, 0, b).unwrap();
-//! heap.mark_object(a).unwrap();
-//! let swept = heap.sweep();
-//! assert_eq!(swept.freed_objects, 1); // b was not marked
-//! assert!(heap.object(b).is_err());
+//! heap.mark_reachable(&[a]).unwrap(); // the reference mark; the `sencha` crate's are faster
+//! let swept = heap.sweep().unwrap();
+//! assert_eq!(swept.freed_objects, 1); // c was not reachable
+//! assert!(heap.object(c).is_err());
 //! ```
 //!
 //! # Example: register a custom allocator's span
@@ -51,9 +52,18 @@
 //!
 //! # Unsafe code
 //! `unsafe` is denied crate-wide and allowed only in the modules marked below: `span` (views of
-//! span memory), `large` (reads of large-object memory) and `register` (the caller's promise
-//! that handed-over memory is theirs), plus, behind the `testing` feature, the one function of
-//! `testing` that hands out pooled test memory. Every block carries a `// SAFETY:` comment.
+//! span memory), `large` (reads of large-object memory), `register` (the caller's promise
+//! that handed-over memory is theirs) and `protocol` (the `unsafe` door through which a
+//! marker changes mark state, and the reference mark that opens it), plus, behind the
+//! `testing` feature, the one function of `testing` that hands out pooled test memory. Every
+//! block carries a `// SAFETY:` comment.
+//!
+//! # What is not public
+//! The marking protocol's steps (set a marked bit, take a span's grey objects, take or give up
+//! a span's ownership) can make a sweep free live objects if misused, so they are not safe
+//! API: a marker reaches them only through the `unsafe` `Heap::begin_mark_unchecked` (hidden
+//! from these docs; the `sencha` crate is its caller). Everything public is safe to call in
+//! any order with any arguments.
 #![deny(missing_docs)]
 
 mod alloc;
@@ -64,7 +74,15 @@ mod heap;
 #[allow(unsafe_code)]
 mod large;
 mod layout;
+mod line;
+#[cfg(any(test, feature = "testing"))]
 pub mod pagemap;
+#[cfg(not(any(test, feature = "testing")))]
+#[allow(unreachable_pub, dead_code)] // public only to sencha's own tests (`testing`)
+mod pagemap;
+#[doc(hidden)]
+#[allow(unsafe_code)]
+pub mod protocol;
 #[allow(unsafe_code)]
 mod register;
 #[allow(unsafe_code)]
@@ -75,8 +93,11 @@ pub mod testing;
 pub use alloc::SweepStats;
 pub use class::SizeClass;
 pub use error::Error;
-pub use heap::{Heap, HeapConfig, HeapStats, Object, Resolved, SmallObject};
+pub use heap::{
+    Heap, HeapConfig, HeapStats, MarkState, MarkedTotals, Object, Resolved, SmallObject,
+};
 pub use large::LargeObject;
 pub use layout::{Layout, MAX_OBJECT_BYTES};
+pub use protocol::ReachableCounts;
 pub use register::OwnedMemory;
 pub use span::{Owner, SPAN_BYTES, Span};

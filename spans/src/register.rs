@@ -14,9 +14,10 @@
 //!    ([`SweepStats::freed_custom_large`](crate::SweepStats)).
 //!
 //! Every call validates its input and returns a typed [`Error`]; on error the heap is unchanged.
-//! The one thing sencha cannot check is that the memory really is the caller's: that promise is
-//! made once, when building an [`OwnedMemory`]. That promise, and turning it into a large-object
-//! record, are this module's only `unsafe`.
+//! What sencha cannot check is that the memory really is the caller's and is used as the
+//! contract says (initialised; written by the runtime only while no mark runs; the last 256
+//! bytes of a span never): that promise is made once, when building an [`OwnedMemory`]. That
+//! promise, and turning it into a large-object record, are this module's only `unsafe`.
 
 use crate::class::SizeClass;
 use crate::error::Error;
@@ -28,9 +29,9 @@ use crate::span::{LINE_WORDS, SPAN_BYTES};
 
 /// Memory a custom allocator owns and hands to a heap.
 ///
-/// Building one is the caller's promise that the range is valid, readable and writable memory
-/// that nothing else frees or reuses while it is registered with a heap. Everything else
-/// (alignment, size, overlap) is checked at registration.
+/// Building one with [`OwnedMemory::new_unchecked`] is the caller's promise about the memory
+/// (its `# Safety` list, mirrored in `docs/CUSTOM_ALLOCATOR.md` §3, is the whole contract);
+/// everything else (alignment, size, overlap) is checked at registration.
 #[derive(Debug)]
 pub struct OwnedMemory {
     addr: usize,
@@ -41,11 +42,18 @@ impl OwnedMemory {
     /// Wraps `len` bytes at `addr`.
     ///
     /// # Safety
-    /// - `addr .. addr + len` is valid for reads and writes;
-    /// - it stays valid, and nothing but its allocator (through the heap's API) and sencha
-    ///   accesses it, until it is unregistered, freed by a sweep
-    ///   ([`SweepStats::freed_custom_large`](crate::SweepStats)) or the heap is dropped;
-    /// - while a marker runs, no thread writes to it.
+    /// From the moment the memory is registered ([`Heap::register_span`],
+    /// [`Heap::register_large`]) until it is unregistered, freed by a sweep
+    /// ([`SweepStats::freed_custom_large`](crate::SweepStats)) or the heap is dropped:
+    /// - `addr .. addr + len` stays valid for reads and writes, and nothing frees or reuses it;
+    /// - for a large object, every byte of the object is initialised when it is registered
+    ///   (a span needs nothing: registration zeroes it), and only initialised values are
+    ///   written to it afterwards;
+    /// - the runtime may read and write its own objects' words (a span's object area, the
+    ///   first [`OBJECT_BYTES`](crate::span::OBJECT_BYTES) bytes; a large object's bytes)
+    ///   **except while a mark of the heap runs**, and not concurrently with its own calls
+    ///   into the heap that read those words ([`Heap::read_word`], a mark);
+    /// - nothing but sencha ever writes a span's last 256 bytes (its metadata).
     pub unsafe fn new_unchecked(addr: *mut u8, len: usize) -> Self {
         OwnedMemory {
             addr: addr as usize,
@@ -124,7 +132,9 @@ impl Heap {
     }
 
     /// Registers an 8 KiB span of a custom allocator, for objects of `class`; `noscan` spans
-    /// hold only pointer-free objects. Writes the span's metadata (its last 256 bytes).
+    /// hold only pointer-free objects. **Zeroes the whole span** (kernels read whole 64-byte
+    /// frames, free slots included, so every byte must be initialised) and writes its
+    /// metadata (the last 256 bytes): register a span before placing objects in it.
     ///
     /// # Errors
     /// [`Error::NullAddress`], [`Error::InvalidLength`] (not exactly 8 KiB),
@@ -157,6 +167,11 @@ impl Heap {
         self.check_free_range(mem.addr, mem.len, SPAN_BYTES)?;
         let base = mem.addr;
         self.add_span(base, class, noscan, true)?;
+        // Every byte a kernel may read (whole 64-byte frames, free slots included) must be
+        // initialised: zero the object area once, here (the metadata was written by add_span).
+        if let Some((span, _)) = crate::span::Span::in_map(&self.map, base) {
+            span.zero_words(0, crate::span::OBJECT_BYTES / 8);
+        }
         self.widen_range(base, SPAN_BYTES);
         Ok(base)
     }
@@ -166,7 +181,8 @@ impl Heap {
     ///
     /// # Errors
     /// [`Error::NotRegistered`] unless `base` is a registered span's base;
-    /// [`Error::WrongOwner`] for a span of the embedded allocator.
+    /// [`Error::WrongOwner`] for a span of the embedded allocator; [`Error::Pinned`] while an
+    /// object in it is pinned.
     pub fn unregister_span(&mut self, base: usize) -> Result<(), Error> {
         let record = match self.map.get(base).kind() {
             EntryKind::Small { record, .. } if base.is_multiple_of(SPAN_BYTES) => record,
@@ -175,6 +191,7 @@ impl Heap {
         if !self.spans[record as usize].custom {
             return Err(Error::WrongOwner { addr: base });
         }
+        self.check_unpinned(base, SPAN_BYTES)?;
         self.map.set(base, Entry::EMPTY);
         self.remove_span_record(record);
         Ok(())
@@ -185,7 +202,9 @@ impl Heap {
     /// start anywhere 8-byte aligned, but no page of it may be shared with another registered
     /// span or large object (the page map resolves whole 8 KiB pages).
     ///
-    /// Returns the object's address. The memory is read as it is: the caller initialises it.
+    /// Returns the object's address. The memory is read as it is: the caller has initialised
+    /// every byte of the object ([`OwnedMemory::new_unchecked`]). Between a complete mark and
+    /// its sweep the object is registered marked (black), so that sweep keeps it.
     ///
     /// # Errors
     /// As [`Heap::register_span`] (alignment 8), and [`Error::LayoutTooLarge`] when the layout
@@ -205,6 +224,7 @@ impl Heap {
         let i = self.add_large_record(rec)?;
         self.map.set_range(mem.addr, mem.len, Entry::large(i));
         self.widen_range(mem.addr, mem.len);
+        self.mark_new(mem.addr);
         Ok(mem.addr)
     }
 
@@ -212,7 +232,8 @@ impl Heap {
     ///
     /// # Errors
     /// [`Error::NotRegistered`] unless `start` is a registered large object's first byte;
-    /// [`Error::WrongOwner`] for one of the embedded allocator.
+    /// [`Error::WrongOwner`] for one of the embedded allocator; [`Error::Pinned`] while it is
+    /// pinned.
     pub fn unregister_large(&mut self, start: usize) -> Result<(), Error> {
         let record = match self.map.get(start).kind() {
             EntryKind::Large { record } => record as usize,
@@ -225,6 +246,7 @@ impl Heap {
         if !custom {
             return Err(Error::WrongOwner { addr: start });
         }
+        self.check_unpinned(start, 1)?;
         self.map.set_range(start, claim, Entry::EMPTY);
         self.large[record] = None;
         self.vacant_large.push(record as u32);
@@ -284,6 +306,7 @@ impl Heap {
             .ok_or(Error::NotRegistered { addr })?;
         rec.alloc[index / 64] |= 1 << (index % 64);
         rec.live += 1;
+        self.mark_new(addr);
         Ok(())
     }
 
@@ -291,7 +314,8 @@ impl Heap {
     ///
     /// # Errors
     /// [`Error::NullAddress`], [`Error::NotRegistered`], [`Error::NotAnObject`] (not an
-    /// allocated small object's start), [`Error::WrongOwner`] (an embedded span's object).
+    /// allocated small object's start), [`Error::WrongOwner`] (an embedded span's object),
+    /// [`Error::Pinned`].
     pub fn free_object(&mut self, addr: usize) -> Result<(), Error> {
         let o = match self.object(addr)? {
             crate::Object::Small(o) => o,
@@ -300,6 +324,7 @@ impl Heap {
         if !self.span_record(addr).is_some_and(|r| r.custom) {
             return Err(Error::WrongOwner { addr });
         }
+        self.check_unpinned(addr, 1)?;
         if !o.noscan {
             o.span.set_object_ptr_bits(o.index, 0);
         }

@@ -29,6 +29,7 @@ use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::class::SizeClass;
+use crate::line;
 use crate::pagemap::{EntryKind, PageMap};
 
 /// log2 of [`SPAN_BYTES`].
@@ -156,6 +157,8 @@ impl<'h> Span<'h> {
     /// What the page map says about `addr`, with a span handle for a small span: one lookup.
     #[inline]
     pub(crate) fn lookup(map: &'h PageMap, addr: usize) -> MapHit<'h> {
+        // `map` must be the page map of the heap that 'h borrows (every caller passes
+        // `&heap.map`): a foreign map would name spans no heap keeps alive.
         match map.get(addr).kind() {
             EntryKind::Small { class_byte, .. } => {
                 let base = addr & !(SPAN_BYTES - 1);
@@ -203,22 +206,36 @@ impl<'h> Span<'h> {
 
     /// Mark-line word `i` (0..8): marked bits; word 7 also holds the class and owner bytes.
     #[inline]
-    pub fn mark_word(self, i: usize) -> &'h AtomicU64 {
-        assert!(i < LINE_WORDS);
-        self.word_at(MARK_LINE_OFFSET + i * 8)
+    pub(crate) fn mark_word(self, i: usize) -> &'h AtomicU64 {
+        &self.mark_line()[i]
     }
 
     /// Scan-line word `i` (0..8): scanned bits.
     #[inline]
-    pub fn scan_word(self, i: usize) -> &'h AtomicU64 {
-        assert!(i < LINE_WORDS);
-        self.word_at(SCAN_LINE_OFFSET + i * 8)
+    pub(crate) fn scan_word(self, i: usize) -> &'h AtomicU64 {
+        &self.scan_line()[i]
+    }
+
+    /// The mark line as eight atomic words.
+    #[inline]
+    pub(crate) fn mark_line(self) -> &'h [AtomicU64; LINE_WORDS] {
+        // SAFETY: as in word_at: the eight words at MARK_LINE_OFFSET lie inside the metadata
+        // tail of a span valid for 'h (Span::from_base_unchecked's contract), are 64-byte
+        // aligned, and are only ever accessed as AtomicU64.
+        unsafe { &*((self.base.get() + MARK_LINE_OFFSET) as *const [AtomicU64; LINE_WORDS]) }
+    }
+
+    /// The scan line as eight atomic words.
+    #[inline]
+    pub(crate) fn scan_line(self) -> &'h [AtomicU64; LINE_WORDS] {
+        // SAFETY: as in mark_line, for the eight words at SCAN_LINE_OFFSET.
+        unsafe { &*((self.base.get() + SCAN_LINE_OFFSET) as *const [AtomicU64; LINE_WORDS]) }
     }
 
     /// Pointer-bitmap word `i` (0..16): bit `b` says whether span word `64 * i + b` holds a
     /// pointer.
     #[inline]
-    pub fn ptr_bitmap_word(self, i: usize) -> &'h AtomicU64 {
+    pub(crate) fn ptr_bitmap_word(self, i: usize) -> &'h AtomicU64 {
         assert!(i < PTR_BITMAP_WORDS);
         self.word_at(PTR_BITMAP_OFFSET + i * 8)
     }
@@ -249,19 +266,21 @@ impl<'h> Span<'h> {
         self.base.get() + index * self.class().bytes()
     }
 
-    /// Reads word `w` (0..992) of the object area with a plain load.
+    /// Reads word `w` (0..992) of the object area with a plain load; `None` past the object
+    /// area.
     ///
-    /// Meant for marking, while the mutator is stopped: a concurrent write to the same word by
-    /// another thread would be a data race.
-    ///
-    /// # Panics
-    /// If `w` is not below `OBJECT_BYTES / 8`.
+    /// Every byte of a span is initialised (the embedded allocator's arenas come zeroed from
+    /// the OS; a custom span is zeroed when it is registered), so any word may be read.
+    /// Meant for marking and for the runtime's own reads while no thread writes the word.
     #[inline]
-    pub fn read_word(self, w: usize) -> usize {
-        assert!(w < OBJECT_BYTES / 8);
-        // SAFETY: `w` indexes the object area (asserted), which is valid for reads for 'h
-        // (Span contract, established at registration) and 8-byte aligned.
-        unsafe { ((self.base.get() + w * 8) as *const usize).read() }
+    pub fn read_word(self, w: usize) -> Option<usize> {
+        if w >= OBJECT_BYTES / 8 {
+            return None;
+        }
+        // SAFETY: `w` indexes the object area (checked above), which is valid for reads for
+        // 'h (Span contract, established at registration), initialised (zeroed by the OS or
+        // by Heap::register_span) and 8-byte aligned.
+        Some(unsafe { ((self.base.get() + w * 8) as *const usize).read() })
     }
 
     /// Writes word `w` (0..992) of the object area. Same rules as [`Span::read_word`].
@@ -297,122 +316,69 @@ impl<'h> Span<'h> {
     /// The marked bits (owner and class bits removed).
     #[inline]
     pub fn marked_bits(self) -> [u64; LINE_WORDS] {
-        let mut m = [0u64; LINE_WORDS];
-        for (i, w) in m.iter_mut().enumerate() {
-            *w = self.mark_word(i).load(Ordering::SeqCst);
-        }
-        m[7] &= LAST_WORD_MARK_MASK;
-        m
+        line::marked_bits(self.mark_line())
     }
 
     /// The scanned bits.
     #[inline]
     pub fn scanned_bits(self) -> [u64; LINE_WORDS] {
         let mut s = [0u64; LINE_WORDS];
-        for (i, w) in s.iter_mut().enumerate() {
-            *w = self.scan_word(i).load(Ordering::Relaxed);
+        for (w, a) in s.iter_mut().zip(self.scan_line()) {
+            *w = a.load(Ordering::Relaxed);
         }
         s
     }
 
-    /// Whether object `index` is marked.
+    /// Whether object `index` is marked (false past the class's capacity).
     #[inline]
     pub fn is_marked(self, index: usize) -> bool {
-        self.mark_word(index / 64).load(Ordering::Relaxed) & (1 << (index % 64)) != 0
-    }
-
-    /// Sets object `index`'s marked bit; true if this call set it (it was white).
-    ///
-    /// The already-marked case is a plain load, no write (DESIGN §5 step 2).
-    #[inline]
-    pub fn try_mark(self, index: usize) -> bool {
-        debug_assert!(index < self.class().capacity());
-        let word = self.mark_word(index / 64);
-        let bit = 1u64 << (index % 64);
-        if word.load(Ordering::Relaxed) & bit != 0 {
-            return false;
-        }
-        word.fetch_or(bit, Ordering::SeqCst) & bit == 0
-    }
-
-    /// After a new mark: try to take ownership of the span. True means the caller won
-    /// (`Unowned -> One`) and must queue the span; false means it is queued already (raised to
-    /// `Many`, so the whole span will be scanned).
-    ///
-    /// One compare-and-swap decides both cases, so no mark can fall between the owner's
-    /// release and the raise to `Many` (see the scanner's `termination` module docs).
-    #[inline]
-    pub fn acquire(self) -> bool {
-        let word = self.mark_word(7);
-        let mut cur = word.load(Ordering::SeqCst);
-        loop {
-            let new = if cur & OWNED == 0 {
-                cur | OWNED
-            } else if cur & MANY == 0 {
-                cur | MANY
-            } else {
-                return false;
-            };
-            match word.compare_exchange_weak(cur, new, Ordering::SeqCst, Ordering::SeqCst) {
-                Ok(_) => return cur & OWNED == 0,
-                Err(now) => cur = now,
-            }
-        }
-    }
-
-    /// On taking the span from a queue: give up ownership and say what it was.
-    #[inline]
-    pub fn release(self) -> Owner {
-        let old = self
-            .mark_word(7)
-            .fetch_and(!(OWNED | MANY), Ordering::SeqCst);
-        match (old & OWNED != 0, old & MANY != 0) {
-            (false, _) => Owner::Unowned,
-            (true, false) => Owner::One,
-            (true, true) => Owner::Many,
-        }
+        index < self.class().capacity()
+            && self.mark_word(index / 64).load(Ordering::Relaxed) & (1 << (index % 64)) != 0
     }
 
     /// The owner state, without changing it.
     pub fn owner(self) -> Owner {
-        let w = self.mark_word(7).load(Ordering::SeqCst);
-        match (w & OWNED != 0, w & MANY != 0) {
-            (false, _) => Owner::Unowned,
-            (true, false) => Owner::One,
-            (true, true) => Owner::Many,
-        }
+        line::owner_of(self.mark_word(7).load(Ordering::SeqCst))
     }
 
-    /// Takes the grey objects: `grey = marked & !scanned`, and sets `scanned |= grey`.
-    /// Each object is returned by exactly one call per cycle.
+    // The protocol steps (DESIGN §5) are crate-private: the marker reaches them only through
+    // `protocol::MarkSpan`, inside a mark session (see the `protocol` module docs).
+
+    /// Sets object `index`'s marked bit; true if this call set it (it was white).
     #[inline]
-    pub fn take_grey(self) -> [u64; LINE_WORDS] {
-        let marked = self.marked_bits();
-        let mut grey = [0u64; LINE_WORDS];
-        for i in 0..LINE_WORDS {
-            if marked[i] != 0 {
-                let scan = self.scan_word(i);
-                let old = scan.load(Ordering::Relaxed);
-                if marked[i] & !old != 0 {
-                    grey[i] = marked[i] & !scan.fetch_or(marked[i], Ordering::Relaxed);
-                }
-            }
-        }
-        grey
+    pub(crate) fn try_mark(self, index: usize) -> bool {
+        debug_assert!(index < self.class().capacity());
+        line::try_mark(self.mark_line(), index)
     }
 
-    /// Sets the scanned bits `mask` of scan-line word `i`; returns the ones this call set
-    /// (the objects the caller now owns the scan of).
+    /// See `line::acquire`.
     #[inline]
-    pub fn claim_scan(self, i: usize, mask: u64) -> u64 {
-        mask & !self.scan_word(i).fetch_or(mask, Ordering::Relaxed)
+    pub(crate) fn acquire(self) -> bool {
+        line::acquire(self.mark_line())
     }
 
-    /// Sets object `index`'s scanned bit; true if this call set it.
+    /// See `line::release`.
     #[inline]
-    pub fn try_scan(self, index: usize) -> bool {
-        let bit = 1u64 << (index % 64);
-        self.scan_word(index / 64).fetch_or(bit, Ordering::Relaxed) & bit == 0
+    pub(crate) fn release(self) -> Owner {
+        line::release(self.mark_line())
+    }
+
+    /// See `line::take_grey`.
+    #[inline]
+    pub(crate) fn take_grey(self) -> [u64; LINE_WORDS] {
+        line::take_grey(self.mark_line(), self.scan_line())
+    }
+
+    /// See `line::claim_scan`.
+    #[inline]
+    pub(crate) fn claim_scan(self, i: usize, mask: u64) -> u64 {
+        line::claim_scan(self.scan_line(), i, mask)
+    }
+
+    /// See `line::try_scan`.
+    #[inline]
+    pub(crate) fn try_scan(self, index: usize) -> bool {
+        line::try_scan(self.scan_line(), index)
     }
 
     /// The pointer bitmap as 16 words.

@@ -508,6 +508,9 @@ struct Model {
     embedded_large: BTreeMap<usize, (usize, usize)>,
     /// Marked addresses (small slots keep their mark until sweep, even when freed).
     marked: BTreeSet<usize>,
+    /// A complete mark ran since the last sweep (the heap is `MarkState::Marked`): sweep is
+    /// allowed, and new objects are allocated marked.
+    complete: bool,
 }
 
 impl Model {
@@ -680,7 +683,7 @@ impl Model {
 ///
 /// The calls (the first byte of each, modulo 12, picks one; the next bytes pick its
 /// arguments): `register_span`, `register_large`, `unregister_span`, `unregister_large`,
-/// `init_object`, `free_object`, `mark_object`, `sweep` and embedded `alloc`, on addresses
+/// `init_object`, `free_object`, `mark_reachable`, `sweep` and embedded `alloc`, on addresses
 /// drawn from a pool of 8 owned pages, the embedded allocator's arenas, null and addresses
 /// beyond 2^48, with lengths, classes and layouts both legal and not.
 ///
@@ -699,7 +702,8 @@ pub fn check_registration_sequence(bytes: &[u8]) {
     let mut heap = Heap::with_config(HeapConfig {
         huge_pages: false,
         arena_bytes: 2 << 20,
-    });
+    })
+    .expect("a valid configuration");
     run_sequence(&mut heap, &mut pool, &mut Input(bytes));
     // The heap may hold pool memory: it must go before the pool does.
     drop(heap);
@@ -892,6 +896,9 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) {
                     assert_eq!(start, addr, "{what}");
                     model.large.insert(start, (len, layout.bytes()));
                     model.marked.remove(&start);
+                    if model.complete {
+                        model.marked.insert(start); // allocated black
+                    }
                 }
                 (what, got.map(drop))
             }
@@ -946,6 +953,9 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) {
                     if let Some(e) = model.spans.get_mut(&base) {
                         e.2.insert(index);
                     }
+                    if model.complete {
+                        model.marked.insert(addr); // allocated black
+                    }
                     check_ptr_bits(heap, addr, if noscan { 0 } else { layout_bits(&layout) });
                 }
                 (what, got)
@@ -966,20 +976,33 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) {
                 (what, got)
             }
             8 => {
+                // A complete mark from one root (objects here hold no pointers but by chance):
+                // the model takes the heap's marked set after checking the root is in it.
                 let addr = pick_addr(input, heap, &model, pool);
                 let want = model.expect_object(addr);
-                let got = heap.mark_object(addr);
-                let what = format!("mark_object({addr:#x})");
+                let got = heap.object(addr).map(drop);
+                let what = format!("mark_reachable([{addr:#x}])");
                 check_outcome(&what, &got, &want);
                 if got.is_ok() {
-                    model.marked.insert(addr);
+                    heap.mark_reachable(&[addr]).expect("no other mark runs");
+                    let marked = heap.marked_objects();
+                    assert!(marked.contains(&addr), "{what}: root not marked");
+                    model.marked = marked.into_iter().collect();
+                    model.complete = true;
                 }
                 (what, got)
             }
             9 => {
-                let s = heap.sweep();
-                sweep_model(&mut model, &s);
-                ("sweep()".into(), Ok(()))
+                let got = heap.sweep();
+                if model.complete {
+                    let s = got.expect("sweep after a complete mark");
+                    sweep_model(&mut model, &s);
+                    model.complete = false;
+                    ("sweep()".into(), Ok(()))
+                } else {
+                    assert_eq!(got, Err(Error::NoCompleteMark), "sweep without a mark");
+                    ("sweep()".into(), Err(Error::NoCompleteMark))
+                }
             }
             _ => {
                 let layout = pick_layout(input);
@@ -999,6 +1022,9 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) {
                             }
                         }
                         model.marked.remove(&addr);
+                        if model.complete {
+                            model.marked.insert(addr); // allocated black
+                        }
                         (what, Ok(()))
                     }
                     Err(e) => (what, Err(e)),

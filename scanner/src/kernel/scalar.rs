@@ -38,7 +38,7 @@ pub fn gather(
             while bits != 0 {
                 let k = bits.trailing_zeros() as usize;
                 bits &= bits - 1;
-                let v = span.read_word(first + k);
+                let v = span.read_word(first + k).unwrap_or(0);
                 if range.contains(v) {
                     out.0[n] = v;
                     n += 1;

@@ -107,7 +107,7 @@ fn naive(span: Span<'_>, grey: &[u64; LINE_WORDS], range: HeapRange) -> Vec<usiz
     for word in 0..class.capacity() * class.words() {
         let object = word / class.words();
         if grey_bits[object] && ptr_bits[word] {
-            let v = span.read_word(word);
+            let v = span.read_word(word).unwrap_or(0);
             if v != 0 && range.lo() <= v && v < range.hi() {
                 out.push(v);
             }

@@ -2,12 +2,18 @@
 //! ([`crate::worker`]); the reference oracle is [`reference`].
 
 pub mod reference;
+#[allow(unsafe_code)]
+mod session;
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use rayon::ThreadPool;
 use sencha_spans::Heap;
 
+use crate::error::Error;
 use crate::kernel::{HeapRange, Kernel};
 use crate::marker::Algorithm;
 use crate::queue;
@@ -23,55 +29,107 @@ pub(crate) struct Config {
     pub(crate) algorithm: Algorithm,
     pub(crate) in_place: bool,
     pub(crate) prefetch: bool,
+    /// Tests only: worker 0 panics at this task.
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) panic_at: Option<u64>,
 }
 
-/// Runs one parallel mark of `heap` from `roots` (validated object addresses).
-/// Without a pool, the one worker runs on the calling thread.
+/// Runs one parallel mark of `heap` from `roots` (validated object addresses) and the heap's
+/// pinned objects. Without a pool, the one worker runs on the calling thread.
+///
+/// A mark always ends: a panic inside a worker is caught, the other workers stop taking work
+/// and return, the session is dropped unfinished (the heap is then
+/// [`MarkState::Aborted`](sencha_spans::MarkState), so no sweep frees anything on its
+/// partial marks), and the caller gets [`Error::MarkPanicked`].
 pub(crate) fn run(
     heap: &Heap,
     roots: &[usize],
     pool: Option<&ThreadPool>,
     cfg: Config,
-) -> MarkStats {
+) -> Result<MarkStats, Error> {
     let Config {
         workers,
         kernel,
         algorithm,
         in_place,
         prefetch,
+        #[cfg(any(test, feature = "testing"))]
+        panic_at,
     } = cfg;
     let start = Instant::now();
+    let session = session::open(heap)?;
+    let mut all_roots = roots.to_vec();
+    all_roots.extend(session.pinned());
     let (lo, hi) = heap.address_range();
-    let (queues, locals) = queue::make(workers, roots.len());
+    let (queues, locals) = queue::make(workers, all_roots.len());
     let shared = Shared {
-        heap,
+        session,
         range: HeapRange::new(lo, hi),
         kernel,
         algorithm,
-        roots,
+        roots: all_roots,
         queues,
         term: Termination::new(),
         dense_min: dense_min(kernel),
         in_place,
         prefetch,
+        abort: AtomicBool::new(false),
+        #[cfg(any(test, feature = "testing"))]
+        panic_at,
     };
+    let panic = Mutex::new(None::<String>);
     let mut per_worker = vec![WorkerStats::default(); workers];
+    let work = |id: usize, local, out: &mut WorkerStats| {
+        // AssertUnwindSafe: after a panic nothing of this worker is used again; the shared
+        // queues may hold half-done work, but the mark is abandoned (abort) and its session
+        // dropped unfinished, so no result of it is trusted.
+        match catch_unwind(AssertUnwindSafe(|| Ctx::new(&shared, local, id).run())) {
+            Ok(stats) => *out = stats,
+            Err(payload) => {
+                shared.abort.store(true, Ordering::Relaxed);
+                let mut first = panic.lock().unwrap_or_else(|e| e.into_inner());
+                first.get_or_insert_with(|| panic_message(payload.as_ref()));
+            }
+        }
+    };
     match pool {
         Some(pool) => pool.scope(|s| {
             for ((id, local), out) in locals.into_iter().enumerate().zip(per_worker.iter_mut()) {
-                let shared = &shared;
-                s.spawn(move |_| *out = Ctx::new(shared, local, id).run());
+                let work = &work;
+                s.spawn(move |_| work(id, local, out));
             }
         }),
         None => {
             for ((id, local), out) in locals.into_iter().enumerate().zip(per_worker.iter_mut()) {
-                *out = Ctx::new(&shared, local, id).run();
+                work(id, local, out);
             }
         }
     }
+    let Shared { session, .. } = shared;
+    if let Some(message) = panic.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        drop(session); // unfinished: the heap is Aborted
+        return Err(Error::MarkPanicked { message });
+    }
+    let totals = heap.marked_totals();
+    session.finish();
     let kernel_name = match algorithm {
         Algorithm::GreenTea => kernel.name(),
         Algorithm::Baseline => "-",
     };
-    MarkStats::from_workers(algorithm.name(), kernel_name, &per_worker, start.elapsed())
+    Ok(MarkStats::from_workers(
+        algorithm.name(),
+        kernel_name,
+        &per_worker,
+        totals,
+        start.elapsed(),
+    ))
+}
+
+/// The text of a panic payload (`&str` or `String`; anything else is named as such).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with a non-string payload".to_string())
 }

@@ -165,7 +165,7 @@ fn full_cycle_keeps_every_live_object() {
                 .iter()
                 .map(|&a| t.heap().read_word(a, 0).unwrap())
                 .collect();
-            let swept = t.sweep();
+            let swept = t.sweep().unwrap();
             assert_eq!(swept.live_objects + swept.live_large_objects, live.len());
             for (&a, &c) in live.iter().zip(&contents) {
                 assert!(

@@ -34,7 +34,9 @@ impl Heap {
     /// Allocates a zeroed object of `layout`, returning its address (never 0).
     ///
     /// Objects up to 512 bytes go to a span of the smallest default class that holds them;
-    /// larger ones become large objects.
+    /// larger ones become large objects. Between a complete mark and its sweep
+    /// ([`MarkState::Marked`](crate::MarkState)) the object is allocated marked (black), so
+    /// that sweep keeps it.
     ///
     /// # Errors
     /// [`Error::OutOfMemory`] when the OS refuses address space.
@@ -81,7 +83,9 @@ impl Heap {
                     if !noscan {
                         span.set_object_ptr_bits(index, layout.small_bits());
                     }
-                    return Ok(base + index * class.bytes());
+                    let addr = base + index * class.bytes();
+                    self.mark_new(addr);
+                    return Ok(addr);
                 }
                 None => self.classes[ci][kind].current = None,
             }
@@ -105,6 +109,7 @@ impl Heap {
         let i = self.add_large_record(rec)?;
         self.map
             .set_range(start, pages * SPAN_BYTES, Entry::large(i));
+        self.mark_new(start);
         Ok(start)
     }
 
@@ -119,13 +124,16 @@ impl Heap {
         let (start, (n, dirty)) = match found {
             Some(f) => f,
             None => {
-                let bytes = pages
+                let need = pages
                     .checked_mul(SPAN_BYTES)
-                    .ok_or(Error::OutOfMemory { bytes: usize::MAX })?
+                    .ok_or(Error::OutOfMemory { bytes: usize::MAX })?;
+                let bytes = need
                     .max(self.config.arena_bytes)
-                    .next_multiple_of(ARENA_ALIGN);
+                    .checked_next_multiple_of(ARENA_ALIGN)
+                    .ok_or(Error::OutOfMemory { bytes: need })?;
                 let arena = Arena::reserve(bytes, self.config.huge_pages)?;
-                if arena.start() + arena.len() > ADDRESS_LIMIT {
+                // Never hand out pages past the arena, nor an arena the page map cannot map.
+                if arena.len() < need || arena.start().saturating_add(arena.len()) > ADDRESS_LIMIT {
                     return Err(Error::OutOfMemory { bytes });
                 }
                 let (s, len) = (arena.start(), arena.len());

@@ -14,7 +14,7 @@
 use rayon::prelude::*;
 
 use crate::class::SizeClass;
-use crate::heap::{Heap, SpanRecord};
+use crate::heap::{Heap, MarkState, SpanRecord};
 use crate::pagemap::{Entry, PageMap};
 use crate::span::{SPAN_BYTES, Span};
 
@@ -43,22 +43,27 @@ pub struct SweepStats {
 }
 
 impl Heap {
-    /// Frees every allocated object that is not marked, and resets all marks.
+    /// Frees every allocated object that the last complete mark did not mark, and resets
+    /// all marks: the heap is [`MarkState::Clean`](crate::MarkState) again.
     ///
-    /// Call it after a complete mark; calling it with no marks frees everything.
+    /// # Errors
+    /// [`Error::NoCompleteMark`](crate::Error::NoCompleteMark) unless a complete mark ran
+    /// since the last sweep (a new heap, a failed mark, [`Heap::clear_marks`]): nothing is
+    /// freed then, because the marks would not say what is live.
     ///
     /// # Examples
     /// ```
-    /// use sencha_spans::{Heap, Layout};
+    /// use sencha_spans::{Error, Heap, Layout};
     /// let mut heap = Heap::new();
     /// let l = Layout::no_pointers(16).unwrap();
     /// let (a, _b) = (heap.alloc(&l).unwrap(), heap.alloc(&l).unwrap());
-    /// heap.mark_object(a).unwrap(); // a marker would do this
-    /// let s = heap.sweep();
-    /// assert_eq!((s.live_objects, s.freed_objects), (1, 1));
-    /// assert!(heap.object(a).is_ok());
+    /// assert_eq!(heap.sweep(), Err(Error::NoCompleteMark)); // no mark ran: nothing freed
+    /// assert_eq!(heap.stats().small_objects, 2);
     /// ```
-    pub fn sweep(&mut self) -> SweepStats {
+    pub fn sweep(&mut self) -> Result<SweepStats, crate::Error> {
+        if self.mark_state() != MarkState::Marked {
+            return Err(crate::Error::NoCompleteMark);
+        }
         let map = &self.map;
         let mut stats = self
             .spans
@@ -114,23 +119,8 @@ impl Heap {
                 self.free_pages(start, claim / SPAN_BYTES);
             }
         }
-        stats
-    }
-
-    /// Marks the object at `addr` by hand (for tests and for runtimes that pin objects).
-    ///
-    /// # Errors
-    /// As [`Heap::object`].
-    pub fn mark_object(&self, addr: usize) -> Result<(), crate::Error> {
-        match self.object(addr)? {
-            crate::Object::Small(o) => {
-                o.span.try_mark(o.index);
-            }
-            crate::Object::Large(l) => {
-                l.try_mark();
-            }
-        }
-        Ok(())
+        *self.mark_state.get_mut() = MarkState::Clean as u8;
+        Ok(stats)
     }
 }
 

@@ -6,7 +6,7 @@ use sencha_spans::{
     Error, Heap, Layout, Object, Resolved, SPAN_BYTES, SizeClass, SmallObject, SweepStats,
 };
 
-use crate::support::{Rng, small_heap};
+use crate::support::{Rng, mark_exactly, small_heap};
 
 /// The slot of the small object at `addr`.
 fn slot(heap: &Heap, addr: usize) -> SmallObject<'_> {
@@ -144,20 +144,19 @@ fn fill_sweep_reuse(class: SizeClass, noscan: bool, seed: u64) {
     let mut marked = BTreeSet::new();
     for &a in objects.keys() {
         if a & !(SPAN_BYTES - 1) != empty_span && rng.coin() {
-            heap.mark_object(a).unwrap();
             marked.insert(a);
         }
     }
-    // Marking twice is harmless.
-    if let Some(&a) = marked.first() {
-        heap.mark_object(a).unwrap();
-    }
+    // A root given twice is harmless.
+    let mut roots: Vec<usize> = marked.iter().copied().collect();
+    roots.extend(marked.first());
+    mark_exactly(&heap, &roots);
     let freed: BTreeSet<usize> = objects
         .keys()
         .copied()
         .filter(|a| !marked.contains(a))
         .collect();
-    let swept = heap.sweep();
+    let swept = heap.sweep().unwrap();
     let want = SweepStats {
         freed_objects: freed.len(),
         freed_bytes: freed.len() * class.bytes(),
@@ -238,7 +237,7 @@ fn alloc_scan_and_noscan_spans_are_separate() {
 
 /// A sweep with no marks frees everything; the heap is empty but keeps its arena.
 #[test]
-fn alloc_sweep_without_marks_frees_everything() {
+fn alloc_sweep_with_nothing_reachable_frees_everything() {
     let mut heap = small_heap();
     let mut rng = Rng::new(9);
     let layouts = [
@@ -248,7 +247,11 @@ fn alloc_sweep_without_marks_frees_everything() {
     let objects = alloc_n(&mut heap, &layouts, 2000, &mut rng);
     let big = heap.alloc(&Layout::all_pointers(10_000).unwrap()).unwrap();
     let reserved = heap.stats().reserved_bytes;
-    let swept = heap.sweep();
+    // Without a mark, a sweep is refused and frees nothing.
+    assert_eq!(heap.sweep(), Err(Error::NoCompleteMark));
+    assert_eq!(heap.stats().objects(), objects.len() + 1);
+    mark_exactly(&heap, &[]);
+    let swept = heap.sweep().unwrap();
     assert_eq!(swept.freed_objects, objects.len());
     assert_eq!(
         (swept.freed_large_objects, swept.live_large_objects),
@@ -313,7 +316,7 @@ fn alloc_large_objects_sweep_and_reuse_pages() {
             (layout.bytes(), layout, false)
         );
         for w in 0..layout.words() {
-            assert_eq!(l.read_word(w), 0, "word {w} of a fresh large object");
+            assert_eq!(l.read_word(w), Some(0), "word {w} of a fresh large object");
             let expect = match w {
                 _ if layout == &cases[0] || layout == &cases[3] => true,
                 _ if layout == &cases[1] => w % 3 != 1,
@@ -352,10 +355,8 @@ fn alloc_large_objects_sweep_and_reuse_pages() {
     );
 
     // Keep objects 1 and 4; free 0, 2, 3, 5.
-    for i in [1, 4] {
-        heap.mark_object(starts[i]).unwrap();
-    }
-    let swept = heap.sweep();
+    mark_exactly(&heap, &[starts[1], starts[4]]);
+    let swept = heap.sweep().unwrap();
     let freed_bytes = [0, 2, 3, 5].iter().map(|&i| cases[i].bytes()).sum();
     assert_eq!(
         (

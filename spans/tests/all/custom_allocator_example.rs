@@ -102,11 +102,11 @@ fn custom_allocator_example() -> Result<(), Error> {
         Err(Error::NotRegistered { addr: array + 8 })
     );
 
-    // A marker would mark what the roots reach; here, by hand: a, b (a.next), text, array.
-    for live in [a, b, text, array] {
-        toy.heap.mark_object(live)?;
-    }
-    let swept = toy.heap.sweep();
+    // Mark what the roots reach: a, b (a.next), text, array. `sencha::Marker` does this in
+    // parallel; the heap's own reference mark (single-threaded) does it here.
+    toy.heap.mark_reachable(&[a, text, array])?;
+    assert!(toy.heap.is_marked(b)?);
+    let swept = toy.heap.sweep()?;
     assert_eq!((swept.freed_objects, swept.live_objects), (1, 3)); // c is garbage
     // `scratch` was not marked: it is unregistered, and its memory is the allocator's again.
     assert_eq!(swept.freed_custom_large, vec![scratch]);

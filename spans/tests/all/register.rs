@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use sencha_spans::{Error, Heap, Layout, OwnedMemory, Resolved, SPAN_BYTES, SizeClass};
 
-use crate::support::{Rng, claim, leak_pages, leak_span, small_heap, snapshot};
+use crate::support::{Rng, claim, leak_pages, leak_span, mark_exactly, small_heap, snapshot};
 
 /// A heap with something of every kind registered, and the addresses of each.
 struct Fixture {
@@ -66,8 +66,7 @@ fn fixture() -> Fixture {
         .unwrap();
     heap.init_object(noscan, &Layout::no_pointers(16).unwrap())
         .unwrap();
-    heap.mark_object(scan + 48).unwrap();
-    heap.mark_object(large).unwrap();
+    heap.mark_reachable(&[scan + 48, large]).unwrap();
     let regions = vec![region, (embedded_span, 4 * SPAN_BYTES)];
     Fixture {
         heap,
@@ -536,17 +535,18 @@ fn sweep_custom_heap_frees_large_and_keeps_spans() {
     }
     // Mark about half the small objects except in the 40-byte span, and large objects 0, 3.
     let mut live = BTreeSet::new();
+    let mut roots = Vec::new();
     for &(base, i, _) in &all {
         if base != spans[2] && rng.coin() {
             let class = heap.spans().find(|s| s.base() == base).unwrap().class();
-            heap.mark_object(base + i * class.bytes()).unwrap();
+            roots.push(base + i * class.bytes());
             live.insert((base, i));
         }
     }
-    heap.mark_object(larges[0].0).unwrap();
-    heap.mark_object(larges[3].0).unwrap();
+    roots.extend([larges[0].0, larges[3].0]);
+    mark_exactly(&heap, &roots);
 
-    let swept = heap.sweep();
+    let swept = heap.sweep().unwrap();
     assert_eq!(swept.freed_objects, all.len() - live.len());
     assert_eq!(swept.live_objects, live.len());
     assert_eq!(swept.freed_spans, 0, "custom spans are never freed");

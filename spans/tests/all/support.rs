@@ -12,6 +12,17 @@ pub(crate) fn small_heap() -> Heap {
         huge_pages: false,
         arena_bytes: 2 << 20,
     })
+    .expect("a valid configuration")
+}
+
+/// Marks exactly the objects `roots` (a complete reference mark from them, which the test's
+/// objects, holding no pointers into the heap, do not extend), so that a sweep may run.
+pub(crate) fn mark_exactly(heap: &Heap, roots: &[usize]) {
+    heap.mark_reachable(roots).expect("no other mark runs");
+    let mut want = roots.to_vec();
+    want.sort_unstable();
+    want.dedup();
+    assert_eq!(heap.marked_objects(), want, "the roots reach nothing else");
 }
 
 /// Leaks `pages` zeroed, contiguous, 8 KiB-aligned pages.

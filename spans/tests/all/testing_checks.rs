@@ -45,14 +45,11 @@ fn testing_check_heap_invariants_after_churn() {
         for _ in 0..1500 {
             objects.push(heap.alloc(&layouts[rng.below(layouts.len())]).unwrap());
         }
-        for &a in &objects {
-            if rng.coin() {
-                heap.mark_object(a).unwrap();
-            }
-        }
+        let roots: Vec<usize> = objects.iter().copied().filter(|_| rng.coin()).collect();
+        heap.mark_reachable(&roots).unwrap();
         check_heap_invariants(&heap);
         let before = snapshot(&heap, &[]);
-        heap.sweep();
+        heap.sweep().unwrap();
         check_heap_invariants(&heap);
         assert_ne!(
             snapshot(&heap, &[]),

@@ -1,0 +1,337 @@
+//! The marking protocol's side of the heap: the one door through which a marker sets marked,
+//! scanned and owner bits. **Internal to sencha**: hidden from the docs, outside semver, and
+//! reachable only through `unsafe` ([`Heap::begin_mark_unchecked`]).
+//!
+//! # Why a door, and why `unsafe`
+//! The protocol steps (DESIGN §5) are individually harmless atomic operations, but a caller
+//! that takes a span's grey objects without scanning them, marks an object without tracing its
+//! children, or releases a span it does not own makes the next sweep free live objects — memory
+//! corruption in the runtime that trusted sencha. So none of them is safe, public API: the
+//! read-only views ([`Span`], [`Heap::resolve`], [`Heap::is_marked`]) are public; the steps
+//! that change mark state are methods of [`MarkSpan`] and [`MarkLarge`], which exist only
+//! inside a [`MarkSession`], which only the `unsafe` [`Heap::begin_mark_unchecked`] opens. The
+//! `sencha` crate's markers are its callers (one call, in `sencha::mark::session`).
+//!
+//! A session also keeps the heap's **mark state** (see [`MarkState`]) honest: opening one
+//! clears the marks of an earlier mark, [`MarkSession::finish`] records a complete mark (what
+//! [`Heap::sweep`] requires), and dropping an unfinished session (a failed or panicking mark)
+//! leaves the heap marked as aborted, so a sweep refuses to run rather than free live objects.
+//!
+//! Two crates need this door because the heap (`sencha-spans`) and the marker (`sencha`) are
+//! separate crates; a sealed trait or `pub(crate)` cannot span a crate boundary, and a
+//! `#[doc(hidden)]` safe API would still be safe to call. DESIGN §2 records the choice.
+
+use std::sync::atomic::Ordering;
+
+use crate::class::SizeClass;
+use crate::error::Error;
+use crate::heap::{Heap, MarkState, Resolved};
+use crate::large::LargeObject;
+use crate::span::{LINE_WORDS, Owner, Span};
+
+/// An open mark of one heap (see the module docs). Dropping it without
+/// [`MarkSession::finish`] leaves the heap in [`MarkState::Aborted`].
+#[derive(Debug)]
+pub struct MarkSession<'h> {
+    heap: &'h Heap,
+    finished: bool,
+}
+
+impl Heap {
+    /// Opens a mark of this heap: clears the marks of any earlier mark and moves the heap to
+    /// [`MarkState::Marking`].
+    ///
+    /// # Safety
+    /// For sencha's markers only. The caller must
+    /// - mark every object reachable from its roots and from every pinned object
+    ///   ([`MarkSession::pinned`]), following the protocol of DESIGN §5 (every object whose
+    ///   marked bit it sets is eventually scanned: each grey object taken by
+    ///   [`MarkSpan::take_grey`], [`MarkSpan::claim_scan`] or [`MarkSpan::try_scan`] has its
+    ///   pointers visited), before calling [`MarkSession::finish`];
+    /// - not use a [`MarkSpan`] or [`MarkLarge`] after the session ends.
+    ///
+    /// Breaking these cannot cause undefined behaviour inside sencha, but it makes the next
+    /// [`Heap::sweep`] free live objects, which the runtime then uses.
+    ///
+    /// # Errors
+    /// [`Error::MarkInProgress`] if a mark of this heap is already open.
+    #[doc(hidden)]
+    pub unsafe fn begin_mark_unchecked(&self) -> Result<MarkSession<'_>, Error> {
+        let prev = self.enter_marking()?;
+        if prev != MarkState::Clean {
+            self.clear_marks_shared();
+        }
+        Ok(MarkSession {
+            heap: self,
+            finished: false,
+        })
+    }
+}
+
+impl<'h> MarkSession<'h> {
+    /// The heap being marked.
+    #[inline]
+    pub fn heap(&self) -> &'h Heap {
+        self.heap
+    }
+
+    /// The pinned objects: roots of every mark ([`Heap::pin`]).
+    pub fn pinned(&self) -> impl Iterator<Item = usize> + '_ {
+        self.heap.pins.keys().copied()
+    }
+
+    /// What `addr` points into, with the handles that may change mark state.
+    #[inline]
+    pub fn resolve(&self, addr: usize) -> Target<'h> {
+        match self.heap.resolve(addr) {
+            Resolved::NotInHeap => Target::NotInHeap,
+            Resolved::Small(o) => Target::Small {
+                span: MarkSpan(o.span),
+                index: o.index,
+                class: o.class,
+                noscan: o.noscan,
+            },
+            Resolved::Large(l) => Target::Large(MarkLarge(l)),
+        }
+    }
+
+    /// The marking handle of `span` (a span of this heap, as every [`Span<'h>`] is).
+    #[inline]
+    pub fn span(&self, span: Span<'h>) -> MarkSpan<'h> {
+        MarkSpan(span)
+    }
+
+    /// Ends the mark as complete: the heap moves to [`MarkState::Marked`], so a sweep may run
+    /// and new objects are allocated marked until then.
+    pub fn finish(mut self) {
+        self.finished = true;
+        self.heap.set_mark_state(MarkState::Marked);
+    }
+}
+
+impl Drop for MarkSession<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.heap.set_mark_state(MarkState::Aborted);
+        }
+    }
+}
+
+/// What an address resolves to during a mark.
+#[derive(Clone, Copy, Debug)]
+pub enum Target<'h> {
+    /// Not an object of the heap.
+    NotInHeap,
+    /// Slot `index` of a small-object span.
+    Small {
+        /// The span.
+        span: MarkSpan<'h>,
+        /// The slot.
+        index: usize,
+        /// The span's class.
+        class: SizeClass,
+        /// Whether the span holds pointer-free objects.
+        noscan: bool,
+    },
+    /// A large object.
+    Large(MarkLarge<'h>),
+}
+
+/// A span, with the protocol steps that change its marked, scanned and owner bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MarkSpan<'h>(Span<'h>);
+
+impl<'h> MarkSpan<'h> {
+    /// The read-only handle.
+    #[inline]
+    pub fn span(self) -> Span<'h> {
+        self.0
+    }
+
+    /// Sets object `index`'s marked bit; true if this call set it (it was white).
+    #[inline]
+    pub fn try_mark(self, index: usize) -> bool {
+        self.0.try_mark(index)
+    }
+
+    /// After a new mark: take ownership of the span (true: the caller queues it) or raise it
+    /// to `Many` (false: the queued scan will see the new object).
+    #[inline]
+    pub fn acquire(self) -> bool {
+        self.0.acquire()
+    }
+
+    /// On taking the span from a queue: give up ownership and say what it was.
+    #[inline]
+    pub fn release(self) -> Owner {
+        self.0.release()
+    }
+
+    /// Takes the grey objects (`marked & !scanned`) and marks them scanned: the caller must
+    /// scan every one.
+    #[inline]
+    pub fn take_grey(self) -> [u64; LINE_WORDS] {
+        self.0.take_grey()
+    }
+
+    /// Claims the scans of the objects `mask` of scan-line word `i`; returns the ones this
+    /// call claimed (the caller must scan them).
+    #[inline]
+    pub fn claim_scan(self, i: usize, mask: u64) -> u64 {
+        self.0.claim_scan(i, mask)
+    }
+
+    /// Claims object `index`'s scan; true if this call did (the caller must scan it).
+    #[inline]
+    pub fn try_scan(self, index: usize) -> bool {
+        self.0.try_scan(index)
+    }
+}
+
+/// A large object, with the step that marks it.
+#[derive(Clone, Copy, Debug)]
+pub struct MarkLarge<'h>(&'h LargeObject);
+
+impl<'h> MarkLarge<'h> {
+    /// The read-only record.
+    #[inline]
+    pub fn object(self) -> &'h LargeObject {
+        self.0
+    }
+
+    /// Marks it; true if this call did (the caller must scan it if it has pointers).
+    #[inline]
+    pub fn try_mark(self) -> bool {
+        self.0.try_mark()
+    }
+}
+
+impl Heap {
+    /// Moves `Clean | Marked | Aborted -> Marking`; returns the state it left.
+    fn enter_marking(&self) -> Result<MarkState, Error> {
+        let mut cur = self.mark_state.load(Ordering::Acquire);
+        loop {
+            if cur == MarkState::Marking as u8 {
+                return Err(Error::MarkInProgress);
+            }
+            match self.mark_state.compare_exchange_weak(
+                cur,
+                MarkState::Marking as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Ok(MarkState::from_u8(cur)),
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    fn set_mark_state(&self, s: MarkState) {
+        self.mark_state.store(s as u8, Ordering::Release);
+    }
+}
+
+/// What [`Heap::mark_reachable`] did, beyond the marks themselves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReachableCounts {
+    /// Small objects whose pointer words were visited.
+    pub small_scanned: usize,
+    /// Large objects whose pointer words were visited.
+    pub large_scanned: usize,
+    /// Non-null pointer words visited.
+    pub pointers: usize,
+}
+
+impl Heap {
+    /// The reference mark: marks every object reachable from `roots` and from the pinned
+    /// objects, single-threaded, breadth first, with obvious code — the oracle that sencha's
+    /// parallel markers are tested against (`sencha::reference::mark` wraps it), and a safe way
+    /// to mark a heap without the `sencha` crate.
+    ///
+    /// Each root is resolved like a pointer word: an address inside an object (interior
+    /// included) keeps that object, anything else is ignored. No address filter, no queues of
+    /// spans, no kernels. Afterwards the heap is [`MarkState::Marked`], ready to sweep.
+    ///
+    /// # Errors
+    /// [`Error::MarkInProgress`] if a mark of this heap is already running.
+    ///
+    /// # Examples
+    /// ```
+    /// use sencha_spans::{Heap, Layout};
+    /// let mut heap = Heap::new();
+    /// let cell = Layout::all_pointers(16).unwrap();
+    /// let (a, b, c) = (heap.alloc(&cell).unwrap(), heap.alloc(&cell).unwrap(), heap.alloc(&cell).unwrap());
+    /// heap.write_word(a, 1, b).unwrap();
+    /// heap.mark_reachable(&[a]).unwrap();
+    /// assert_eq!(heap.marked_totals().objects, 2);
+    /// assert_eq!(heap.sweep().unwrap().freed_objects, 1); // c
+    /// ```
+    pub fn mark_reachable(&self, roots: &[usize]) -> Result<ReachableCounts, Error> {
+        // SAFETY: the loop below is a complete marker: every object it marks goes on `queue`
+        // and has all its pointer words visited before `finish`; the pinned objects are roots;
+        // it scans objects one at a time, so it never sets scanned or owner bits, and it uses
+        // no handle after the session ends.
+        let session = unsafe { self.begin_mark_unchecked() }?;
+        let mut counts = ReachableCounts::default();
+        let mut queue = std::collections::VecDeque::new();
+        let pinned: Vec<usize> = session.pinned().collect();
+        for &r in roots.iter().chain(&pinned) {
+            grey(&session, r, &mut queue);
+        }
+        while let Some(t) = queue.pop_front() {
+            match t {
+                Target::Small {
+                    span, index, class, ..
+                } => {
+                    counts.small_scanned += 1;
+                    let span = span.span();
+                    let bits = span.object_ptr_bits(index);
+                    for k in (0..class.words()).filter(|k| bits >> k & 1 == 1) {
+                        let v = span.read_word(index * class.words() + k).unwrap_or(0);
+                        if v != 0 {
+                            counts.pointers += 1;
+                            grey(&session, v, &mut queue);
+                        }
+                    }
+                }
+                Target::Large(l) => {
+                    counts.large_scanned += 1;
+                    let l = l.object();
+                    for w in (0..l.layout().words()).filter(|&w| l.layout().is_pointer_word(w)) {
+                        let v = l.read_word(w).unwrap_or(0);
+                        if v != 0 {
+                            counts.pointers += 1;
+                            grey(&session, v, &mut queue);
+                        }
+                    }
+                }
+                Target::NotInHeap => {}
+            }
+        }
+        session.finish();
+        Ok(counts)
+    }
+}
+
+/// Marks what `p` points to; queues it if it was white and may hold pointers.
+fn grey<'h>(
+    session: &MarkSession<'h>,
+    p: usize,
+    queue: &mut std::collections::VecDeque<Target<'h>>,
+) {
+    let t = session.resolve(p);
+    let queue_it = match t {
+        Target::NotInHeap => false,
+        Target::Small {
+            span,
+            index,
+            noscan,
+            ..
+        } => span.try_mark(index) && !noscan,
+        Target::Large(l) => l.try_mark() && l.object().layout().has_pointers(),
+    };
+    if queue_it {
+        queue.push_back(t);
+    }
+}

@@ -276,6 +276,7 @@ pub fn check_marker(t: &mut TestHeap, marker: &Marker) -> Result<(), String> {
         .mark(&t.heap, &t.roots)
         .map_err(|e| format!("marker: {e}"))?;
     let got = t.heap.marked_objects();
+    let state = t.heap.mark_state();
     let owners_idle = t
         .heap
         .spans()
@@ -306,12 +307,15 @@ pub fn check_marker(t: &mut TestHeap, marker: &Marker) -> Result<(), String> {
     if !owners_idle {
         return Err("a span was left owned after marking".into());
     }
-    if stats.objects_marked < got.len() {
+    if stats.objects_marked != got.len() {
         return Err(format!(
             "stats count {} marked objects, heap has {}",
             stats.objects_marked,
             got.len()
         ));
+    }
+    if state != sencha_spans::MarkState::Marked {
+        return Err(format!("the heap is {state:?} after a complete mark"));
     }
     Ok(())
 }

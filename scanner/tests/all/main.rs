@@ -3,6 +3,7 @@
 mod fuzz;
 mod markers;
 mod roots;
+mod trust;
 
 use std::sync::mpsc;
 use std::time::Duration;

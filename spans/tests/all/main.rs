@@ -4,6 +4,7 @@
 //!   layout constants and the tables of docs/SPAN_LAYOUT.md.
 //! - `pagemap`: the page map against a `BTreeMap` model (proptest).
 //! - `alloc`: the embedded allocator and sweep: fill, random marks, exact reuse, large objects.
+//! - `layout`: every `Layout` constructor, nested at random, returns a layout or a typed error.
 //! - `register`: every bad registration input and its typed error; an unchanged heap after
 //!   each; custom spans and large objects through a sweep.
 //! - `custom_allocator_example`: the example of docs/CUSTOM_ALLOCATOR.md, run as a test.
@@ -12,6 +13,7 @@
 mod alloc;
 mod class;
 mod custom_allocator_example;
+mod layout;
 mod pagemap;
 mod register;
 mod support;

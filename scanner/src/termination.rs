@@ -32,7 +32,77 @@
 //! - All counter operations are SeqCst read-modify-writes or loads, and crossbeam-deque's push
 //!   and steal synchronise the items themselves.
 
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::Backoff;
+
+#[cfg(loom)]
+use loom::sync::atomic::{AtomicUsize, Ordering};
+#[cfg(not(loom))]
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// What the idle protocol needs of a worker: its own find-work and execute steps, a look at
+/// the shared queues, and whether the mark was abandoned.
+pub(crate) trait Worker {
+    /// A unit of work.
+    type Task;
+    /// Takes work: own buffers and deques, the injector, a steal (None: found nothing).
+    fn find_work(&mut self) -> Option<Self::Task>;
+    /// Does it (may push new work onto this worker's own queues).
+    fn execute(&mut self, task: Self::Task);
+    /// Whether any shared queue looks non-empty (a hint).
+    fn any_work(&self) -> bool;
+    /// Whether a worker panicked: stop at once.
+    fn aborted(&self) -> bool;
+}
+
+/// Runs worker `w` under the protocol of the module docs until marking is over (or
+/// abandoned); returns the time it spent idle.
+pub(crate) fn run<W: Worker>(term: &Termination, w: &mut W) -> Duration {
+    term.enter();
+    let mut idle = Duration::ZERO;
+    loop {
+        while let Some(task) = w.find_work() {
+            w.execute(task);
+        }
+        let idle_from = Instant::now();
+        term.go_idle();
+        let backoff = Backoff::new();
+        let found = loop {
+            // A worker that panicked never goes idle, so `is_done` would never come: `abort`
+            // ends the wait instead.
+            if term.is_done() || w.aborted() {
+                break None;
+            }
+            if w.any_work() {
+                term.wake();
+                if let Some(task) = w.find_work() {
+                    break Some(task);
+                }
+                term.go_idle();
+            }
+            snooze(&backoff);
+        };
+        idle += idle_from.elapsed();
+        match found {
+            Some(task) => w.execute(task),
+            None => return idle,
+        }
+    }
+}
+
+/// Backs off between looks: spin, then yield (crossbeam's `Backoff`), so 16 workers on 2 cores
+/// do not starve the one with work; under loom, a yield the model checker sees.
+#[inline]
+fn snooze(backoff: &Backoff) {
+    #[cfg(loom)]
+    {
+        let _ = backoff;
+        loom::thread::yield_now();
+    }
+    #[cfg(not(loom))]
+    backoff.snooze();
+}
 
 /// The shared active-worker counter (see the module docs).
 #[derive(Debug)]
@@ -79,3 +149,6 @@ impl Termination {
         self.active.load(Ordering::SeqCst) == 0
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_tests;

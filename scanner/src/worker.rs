@@ -7,9 +7,8 @@
 //! for a small scan object take ownership of its span and queue the span once (Green Tea) or
 //! push the object itself (baseline).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crossbeam_utils::Backoff;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use sencha_spans::protocol::{MarkSession, Target};
@@ -20,7 +19,7 @@ use crate::kernel::{GatherBuf, HeapRange, Kernel, prefetch};
 use crate::marker::Algorithm;
 use crate::queue::{LocalQueues, ObjWork, PUBLISH_MIN, SharedQueues, SpanWork, Task};
 use crate::stats::WorkerStats;
-use crate::termination::Termination;
+use crate::termination::{self, Termination};
 
 /// Large objects are scanned in chunks of this many words (128 KiB), so others can steal parts.
 pub(crate) const LARGE_CHUNK_WORDS: usize = (128 << 10) / 8;
@@ -233,49 +232,21 @@ impl<'s, 'h> Ctx<'s, 'h> {
         }
     }
 
-    /// Marks until every worker is idle, or until a worker panicked ([`Shared::abort`]);
-    /// returns this worker's counters. A panic inside is caught by the caller
-    /// ([`crate::mark::run`]), which sets `abort` so that the others stop too.
+    /// Marks until every worker is idle, or until a worker panicked ([`Shared::abort`]),
+    /// under the protocol of [`termination`](crate::termination); returns this worker's
+    /// counters. A panic inside is caught by the caller ([`crate::mark::run`]), which sets
+    /// `abort` so that the others stop too.
     pub(crate) fn run(mut self) -> WorkerStats {
         let shared = self.sink.shared;
-        shared.term.enter();
         let start = Instant::now();
-        let mut idle = Duration::ZERO;
-        loop {
-            while let Some(task) = self.find_work() {
-                self.execute(task);
-            }
-            let idle_from = Instant::now();
-            shared.term.go_idle();
-            let backoff = Backoff::new();
-            let found = loop {
-                // A worker that panicked never goes idle, so `is_done` would never come:
-                // `abort` ends the wait instead.
-                if shared.term.is_done() || shared.aborted() {
-                    break None;
-                }
-                if shared.queues.any_work() {
-                    shared.term.wake();
-                    if let Some(task) = self.find_work() {
-                        break Some(task);
-                    }
-                    shared.term.go_idle();
-                }
-                backoff.snooze();
-            };
-            idle += idle_from.elapsed();
-            match found {
-                Some(task) => self.execute(task),
-                None => break,
-            }
-        }
+        let idle = termination::run(&shared.term, &mut self);
         self.sink.stats.busy = start.elapsed().saturating_sub(idle);
         self.sink.stats
     }
 
     /// Own object deque, own span deque, then the injector and the other workers; nothing
     /// once the mark is aborted.
-    fn find_work(&mut self) -> Option<Task<'h>> {
+    fn take_work(&mut self) -> Option<Task<'h>> {
         if self.sink.shared.aborted() {
             return None;
         }
@@ -301,7 +272,7 @@ impl<'s, 'h> Ctx<'s, 'h> {
         task
     }
 
-    fn execute(&mut self, task: Task<'h>) {
+    fn execute_task(&mut self, task: Task<'h>) {
         #[cfg(any(test, feature = "testing"))]
         self.maybe_panic();
         match task {
@@ -398,6 +369,28 @@ impl<'s, 'h> Ctx<'s, 'h> {
                 }
             }
         }
+    }
+}
+
+impl<'h> termination::Worker for Ctx<'_, 'h> {
+    type Task = Task<'h>;
+
+    #[inline]
+    fn find_work(&mut self) -> Option<Task<'h>> {
+        self.take_work()
+    }
+
+    #[inline]
+    fn execute(&mut self, task: Task<'h>) {
+        self.execute_task(task);
+    }
+
+    fn any_work(&self) -> bool {
+        self.sink.shared.queues.any_work()
+    }
+
+    fn aborted(&self) -> bool {
+        self.sink.shared.aborted()
     }
 }
 

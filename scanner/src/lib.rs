@@ -48,6 +48,12 @@
 //! A runtime with its own allocator registers its spans and large objects with the heap
 //! ([`Heap::register_span`], [`Heap::register_large`]); see `docs/CUSTOM_ALLOCATOR.md`.
 //!
+//! # Unsafe code
+//! `unsafe` is denied crate-wide and allowed only in these modules, each block with a
+//! `// SAFETY:` comment: `kernel` (the one dispatch into a detected SIMD tier, and the
+//! prefetch hint), `kernel::avx512` (the AVX-512 tier), `mark::session` (the one call that
+//! opens a mark session: the markers' promise to be complete) and, for tests only, `testing`.
+//!
 //! # Crate features
 //! - `testing` (unstable): the [`testing`] module, random heap builders and check functions
 //!   for sencha's own tests, benchmarks and fuzzers.

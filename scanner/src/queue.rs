@@ -77,7 +77,8 @@ impl std::fmt::Debug for SharedQueues<'_> {
 }
 
 /// A worker's own queues: private buffers it pushes to and pops from without atomics, and
-/// the public deques others steal from. Work moves from a buffer to its deque (oldest half)
+/// the public deques others steal from. Work moves from a buffer to its deque (the newer half
+/// of the span buffer, the older half of the object buffer)
 /// when the buffer holds at least [`PUBLISH_MIN`] items, some worker is idle and the deque is
 /// empty — as Go's per-P work buffers do — so a lone worker pays no fences per item.
 pub(crate) struct LocalQueues<'h> {

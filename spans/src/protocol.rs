@@ -335,3 +335,67 @@ fn grey<'h>(
         queue.push_back(t);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Layout;
+
+    #[test]
+    fn session_refuses_a_second_mark() {
+        let mut heap = Heap::new();
+        let a = heap.alloc(&Layout::all_pointers(16).unwrap()).unwrap();
+        // SAFETY: the session is finished after marking `a`, which holds no pointers to follow
+        // (zeroed words), so the mark is complete.
+        let s = unsafe { heap.begin_mark_unchecked() }.unwrap();
+        assert_eq!(heap.mark_state(), MarkState::Marking);
+        assert_eq!(heap.mark_reachable(&[a]), Err(Error::MarkInProgress));
+        // SAFETY: as above; a second door stays shut while the first is open.
+        assert!(matches!(
+            unsafe { heap.begin_mark_unchecked() },
+            Err(Error::MarkInProgress)
+        ));
+        match s.resolve(a) {
+            Target::Small { span, index, .. } => assert!(span.try_mark(index)),
+            t => panic!("{t:?}"),
+        }
+        s.finish();
+        assert_eq!(heap.mark_state(), MarkState::Marked);
+        assert_eq!(heap.sweep().unwrap().live_objects, 1);
+    }
+
+    #[test]
+    fn unfinished_session_leaves_heap_aborted() {
+        let mut heap = Heap::new();
+        heap.alloc(&Layout::all_pointers(16).unwrap()).unwrap();
+        // SAFETY: dropped unfinished: nothing claims the mark is complete.
+        drop(unsafe { heap.begin_mark_unchecked() }.unwrap());
+        assert_eq!(heap.mark_state(), MarkState::Aborted);
+        assert_eq!(heap.sweep(), Err(Error::NoCompleteMark));
+        assert_eq!(heap.stats().small_objects, 1);
+    }
+
+    /// The owner bits live at bits 56 and 57 of mark-line word 7, above the class byte.
+    #[test]
+    fn span_owner_bits_in_word_7() {
+        use crate::span::{MANY, OWNED};
+        let mut heap = Heap::new();
+        let a = heap.alloc(&Layout::all_pointers(16).unwrap()).unwrap();
+        let s = heap.resolve(a);
+        let crate::Resolved::Small(o) = s else {
+            panic!("{s:?}")
+        };
+        let span = o.span;
+        assert!(span.try_mark(495));
+        assert!(span.acquire());
+        assert!(!span.acquire()); // raised to Many
+        let w7 = span.mark_word(7).load(Ordering::Relaxed);
+        assert_eq!(w7, 1 << 47 | 0x02 << 48 | OWNED | MANY);
+        assert_eq!(span.owner(), Owner::Many);
+        assert_eq!(span.release(), Owner::Many);
+        assert!(!span.is_marked(496) && !span.is_marked(usize::MAX));
+        assert_eq!(span.read_word(992), None);
+        assert_eq!(span.read_word(0), Some(0));
+        heap.clear_marks();
+    }
+}

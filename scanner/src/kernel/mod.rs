@@ -104,9 +104,9 @@ enum Tier {
 
 /// A detected kernel tier: proof that the CPU supports it.
 ///
-/// ```compile_fail
-/// // A Kernel cannot be built by hand: its field is private.
-/// let k = sencha::Kernel(());
+/// ```compile_fail,E0423
+/// // A Kernel cannot be built by hand: its field is private (E0423), whatever it holds.
+/// let k: sencha::Kernel = sencha::Kernel(todo!());
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Kernel(Tier);

@@ -1,5 +1,6 @@
 //! Integration tests of the sencha markers, in one binary (bumpalo style).
 
+mod bad_input;
 mod fuzz;
 mod markers;
 mod roots;

@@ -351,10 +351,8 @@ mod tests {
         assert_eq!(heap.mark_state(), MarkState::Marking);
         assert_eq!(heap.mark_reachable(&[a]), Err(Error::MarkInProgress));
         // SAFETY: as above; a second door stays shut while the first is open.
-        assert!(matches!(
-            unsafe { heap.begin_mark_unchecked() },
-            Err(Error::MarkInProgress)
-        ));
+        let second = unsafe { heap.begin_mark_unchecked() };
+        assert!(matches!(second, Err(Error::MarkInProgress)));
         match s.resolve(a) {
             Target::Small { span, index, .. } => assert!(span.try_mark(index)),
             t => panic!("{t:?}"),

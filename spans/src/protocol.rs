@@ -353,6 +353,7 @@ mod tests {
         // SAFETY: as above; a second door stays shut while the first is open.
         let second = unsafe { heap.begin_mark_unchecked() };
         assert!(matches!(second, Err(Error::MarkInProgress)));
+        drop(second);
         match s.resolve(a) {
             Target::Small { span, index, .. } => assert!(span.try_mark(index)),
             t => panic!("{t:?}"),

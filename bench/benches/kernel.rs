@@ -115,9 +115,11 @@ fn masks(class: SizeClass, percent: f64, seed: u64) -> Vec<[u64; LINE_WORDS]> {
 
 fn tiers() -> Vec<Kernel> {
     let mut tiers = vec![Kernel::scalar()];
-    match Kernel::avx512() {
-        Some(k) => tiers.push(k),
-        None => eprintln!("kernel bench: SKIPPED tier avx512 (not available on this CPU)"),
+    for (name, tier) in [("avx2", Kernel::avx2()), ("avx512", Kernel::avx512())] {
+        match tier {
+            Some(k) => tiers.push(k),
+            None => eprintln!("kernel bench: SKIPPED tier {name} (not available on this CPU)"),
+        }
     }
     tiers
 }

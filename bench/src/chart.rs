@@ -37,6 +37,7 @@ pub fn draw(report: &Report, path: &Path) -> Result<(), String> {
         let color = match (r.marker.as_str(), r.tier.as_str()) {
             ("baseline", _) => RGBColor(150, 150, 150),
             (_, "avx512") => RGBColor(46, 125, 50),
+            (_, "avx2") => RGBColor(67, 160, 71),
             _ => RGBColor(129, 199, 132),
         };
         let label = format!("{} {} {} x{}", r.workload, r.marker, r.tier, r.workers);

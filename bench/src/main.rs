@@ -32,7 +32,8 @@ struct Args {
     /// Worker counts to run, comma-separated (default: 1 and the number of cores).
     #[arg(long, value_delimiter = ',')]
     workers: Vec<usize>,
-    /// Kernel tier of the Green Tea marker: all (every available tier), auto, scalar, avx512.
+    /// Kernel tiers of the Green Tea marker, comma-separated: all (every available tier), auto,
+    /// scalar, avx2, avx512.
     #[arg(long, default_value = "all")]
     kernel: String,
     /// Markers to run besides the oracle, comma-separated: baseline, green-tea.
@@ -145,10 +146,7 @@ fn run(args: &Args) -> Result<Report, String> {
                 let marker = Marker::builder()
                     .workers(n)
                     .algorithm(algorithm)
-                    .kernel(match kernel.name() {
-                        "avx512" => KernelChoice::Avx512,
-                        _ => KernelChoice::Scalar,
-                    })
+                    .kernel(KernelChoice::from(kernel))
                     .build()
                     .map_err(|e| e.to_string())?;
                 let mut times = Vec::with_capacity(args.repeat);
@@ -217,13 +215,22 @@ fn parse_markers(names: &[String]) -> Result<Vec<Algorithm>, String> {
         .collect()
 }
 
-fn parse_kernels(name: &str) -> Result<Vec<Kernel>, String> {
-    match name.trim().to_ascii_lowercase().as_str() {
-        "all" => Ok(Kernel::available().collect()),
-        other => Kernel::from_name(other)
-            .map(|k| vec![k])
-            .map_err(|e| e.to_string()),
+/// Tiers from `--kernel`: a comma-separated list of names, `all` for every available tier.
+fn parse_kernels(names: &str) -> Result<Vec<Kernel>, String> {
+    let mut kernels = Vec::new();
+    for name in names.split(',') {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "all" => kernels.extend(Kernel::available()),
+            other => kernels.push(Kernel::from_name(other).map_err(|e| e.to_string())?),
+        }
     }
+    let mut seen = Vec::new();
+    kernels.retain(|k| {
+        let new = !seen.contains(k);
+        seen.push(*k);
+        new
+    });
+    Ok(kernels)
 }
 
 fn build_with_progress(kind: Kind, scale: f64) -> Result<workload::Workload, String> {

@@ -13,7 +13,7 @@ pub enum Error {
         /// The tier's name.
         tier: &'static str,
     },
-    /// `SENCHA_KERNEL` holds something other than `scalar`, `avx512` or `auto`.
+    /// `SENCHA_KERNEL` holds something other than `scalar`, `avx2`, `avx512` or `auto`.
     InvalidKernelName {
         /// The value found.
         value: String,
@@ -56,7 +56,7 @@ impl fmt::Display for Error {
             }
             Error::InvalidKernelName { value } => write!(
                 f,
-                "unknown kernel tier {value:?}: expected \"scalar\", \"avx512\" or \"auto\""
+                "unknown kernel tier {value:?}: expected \"scalar\", \"avx2\", \"avx512\" or \"auto\""
             ),
             Error::InvalidWorkers { workers } => write!(
                 f,

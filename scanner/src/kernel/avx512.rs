@@ -63,25 +63,13 @@ use sencha_spans::span::{LINE_WORDS, OBJECT_BYTES, PTR_BITMAP_WORDS, SPAN_WORDS}
 
 use super::{GATHER_CAP, GatherBuf, HeapRange};
 
-/// Declares [`FEATURES`] and [`detected`] from one list, so the two cannot drift apart.
-macro_rules! features {
-    ($($feature:tt),+ $(,)?) => {
-        /// Every CPU feature this tier needs, each once. The `#[target_feature]` attributes in
-        /// this module repeat exactly this set (a unit test checks it).
-        pub const FEATURES: &[&str] = &[$($feature),+];
-
-        /// Whether this CPU has every feature in [`FEATURES`]. Always false under Miri.
-        pub fn detected() -> bool {
-            !cfg!(miri) && $(std::arch::is_x86_feature_detected!($feature))&&+
-        }
-    };
-}
-
 // The set DESIGN §7 defines the tier by. The current expansion (trick 1) happens not to need
 // GFNI, BITALG or DQ instructions; they stay required so that the tier means one thing
 // (every CPU with AVX-512 VBMI that sencha targets, Ice Lake and Zen 4 on, has them anyway).
 // bmi1 is for the sparse walk's tzcnt/blsr.
-features!(
+/// Every CPU feature this tier needs, each once. The `#[target_feature]` attributes in this
+/// module repeat exactly this set (a unit test checks it).
+pub const FEATURES: &[&str] = &[
     "avx512f",
     "avx512bw",
     "avx512vl",
@@ -91,7 +79,12 @@ features!(
     "avx512bitalg",
     "popcnt",
     "bmi1",
-);
+];
+
+/// Whether this CPU has every feature in [`FEATURES`]. Always false under Miri.
+pub fn detected() -> bool {
+    super::CpuFeatures::detect().has_all(FEATURES)
+}
 
 /// Frames (8 words, 64 bytes) in a span.
 const FRAMES: usize = SPAN_WORDS / 8;

@@ -13,7 +13,7 @@ use proptest::prelude::*;
 use sencha_spans::span::{LINE_WORDS, PTR_BITMAP_WORDS, SPAN_WORDS};
 use sencha_spans::{Heap, Layout, OwnedMemory, Resolved, SizeClass, Span};
 
-use super::{GATHER_CAP, GatherBuf, HeapRange, Kernel};
+use super::{CpuFeatures, GATHER_CAP, GatherBuf, HeapRange, Kernel, Tier};
 
 /// Lowest in-range value of the fixtures' main range.
 const LO: usize = 0x7f00_1000_0000;
@@ -34,8 +34,10 @@ fn each_tier_and_class(mut f: impl FnMut(Kernel, SizeClass)) {
 
 /// Says on stderr which tiers this run does not test.
 fn report_skipped_tiers() {
-    if Kernel::avx512().is_none() {
-        eprintln!("SKIPPED: tier avx512 is not available on this CPU; only scalar is tested");
+    for (name, tier) in [("avx2", Kernel::avx2()), ("avx512", Kernel::avx512())] {
+        if tier.is_none() {
+            eprintln!("SKIPPED: tier {name} is not available on this CPU, so it is not tested");
+        }
     }
 }
 
@@ -268,6 +270,12 @@ fn grey_masks(class: SizeClass) -> Vec<(&'static str, [u64; LINE_WORDS])> {
             from(&|i| (i * size) / 64 != ((i + 1) * size - 1) / 64),
         ),
         (
+            "straddling a 32-byte quad",
+            from(&|i| (i * size) / 32 != ((i + 1) * size - 1) / 32),
+        ),
+        ("every eighth", from(&|i| i.is_multiple_of(8))),
+        ("seven of eight", from(&|i| !i.is_multiple_of(8))),
+        (
             "not straddling",
             from(&|i| (i * size) / 64 == ((i + 1) * size - 1) / 64),
         ),
@@ -411,11 +419,20 @@ fn tiers_gather_every_word_of_a_full_span_in_order() {
     });
 }
 
-/// The fixtures drive the AVX-512 tier down both of its walks, in every class.
+/// The fixtures drive the AVX2 and AVX-512 tiers down both of their walks, in every class.
 #[cfg(target_arch = "x86_64")]
 #[test]
-fn avx512_fixtures_cover_both_walks() {
-    let threshold = super::avx512::DENSE_MIN_FRAMES as usize;
+fn simd_fixtures_cover_both_walks() {
+    for threshold in [
+        super::avx2::DENSE_MIN_FRAMES as usize,
+        super::avx512::DENSE_MIN_FRAMES as usize,
+    ] {
+        fixtures_cover_both_walks(threshold);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn fixtures_cover_both_walks(threshold: usize) {
     for class in SizeClass::every_legal() {
         let mut ts = TestSpan::new(class);
         ts.fill(|i| Ptrs::All.bits(class, i), |w| Values::InRange.value(w));
@@ -443,17 +460,61 @@ fn avx512_fixtures_cover_both_walks() {
 #[test]
 fn detected_tier_is_expected() {
     match std::env::var("SENCHA_EXPECT_TIER") {
-        Ok(want) => assert_eq!(
-            Kernel::detect().name(),
-            want.trim(),
-            "SENCHA_EXPECT_TIER says {want:?}; this CPU's best tier is {}",
-            Kernel::detect()
-        ),
+        Ok(want) => {
+            assert_eq!(
+                Kernel::detect().name(),
+                want.trim(),
+                "SENCHA_EXPECT_TIER says {want:?}; this CPU's best tier is {}",
+                Kernel::detect()
+            );
+            // Every tier below the expected one is there too (avx512 CPUs run avx2 as well).
+            let names: Vec<&str> = Kernel::available().map(Kernel::name).collect();
+            let want_below: &[&str] = match want.trim() {
+                "avx512" => &["scalar", "avx2", "avx512"],
+                "avx2" => &["scalar", "avx2"],
+                _ => &["scalar"],
+            };
+            assert_eq!(names, want_below, "tiers available here");
+        }
         Err(_) => eprintln!(
             "SENCHA_EXPECT_TIER unset; detected tier {} not checked",
             Kernel::detect()
         ),
     }
+}
+
+/// A run with `SENCHA_KERNEL` set (CI forces `scalar` and `avx2`) must build markers of exactly
+/// that tier: "tested avx2" can never quietly be "tested scalar".
+#[test]
+fn forced_kernel_env_is_the_marker_tier() {
+    let marker = crate::Marker::builder().workers(1).build();
+    match std::env::var("SENCHA_KERNEL") {
+        Ok(v) if !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "auto") => {
+            let marker = marker.expect("SENCHA_KERNEL names a tier this CPU has");
+            assert_eq!(marker.kernel().name(), v.trim().to_ascii_lowercase());
+            eprintln!("SENCHA_KERNEL={v}: markers run tier {}", marker.kernel());
+        }
+        _ => assert_eq!(marker.expect("default marker").kernel(), Kernel::detect()),
+    }
+}
+
+#[test]
+fn choice_and_name_agree_for_every_tier() {
+    for k in Kernel::available() {
+        assert_eq!(Kernel::from_choice(k.into()), Ok(k));
+        assert_eq!(Kernel::from_name(k.name()), Ok(k));
+        assert_eq!(Kernel::from_name(&k.name().to_ascii_uppercase()), Ok(k));
+    }
+    for (name, tier) in [("avx2", Kernel::avx2()), ("avx512", Kernel::avx512())] {
+        if tier.is_none() {
+            let e = crate::Error::KernelUnavailable { tier: name };
+            assert_eq!(Kernel::from_name(name), Err(e.clone()));
+        }
+    }
+    assert!(matches!(
+        Kernel::from_name("avx3"),
+        Err(crate::Error::InvalidKernelName { .. })
+    ));
 }
 
 #[test]
@@ -464,12 +525,17 @@ fn available_tiers_start_with_scalar() {
     report_skipped_tiers();
 }
 
-/// The `#[target_feature]` attributes of the AVX-512 tier enable exactly `FEATURES`.
+/// The `#[target_feature]` attributes of each SIMD tier enable exactly its `FEATURES`.
 #[cfg(target_arch = "x86_64")]
 #[test]
-fn avx512_target_features_match_features_list() {
-    let source = include_str!("avx512.rs");
-    let mut want: Vec<&str> = super::avx512::FEATURES.to_vec();
+fn simd_target_features_match_features_list() {
+    target_features_match(include_str!("avx2.rs"), super::avx2::FEATURES);
+    target_features_match(include_str!("avx512.rs"), super::avx512::FEATURES);
+}
+
+#[cfg(target_arch = "x86_64")]
+fn target_features_match(source: &str, features: &[&str]) {
+    let mut want: Vec<&str> = features.to_vec();
     want.sort_unstable();
     let mut dedup = want.clone();
     dedup.dedup();
@@ -488,6 +554,185 @@ fn avx512_target_features_match_features_list() {
         seen += 1;
     }
     assert!(seen >= 2, "found {seen} target_feature attributes");
+}
+
+/// Feature sets of real CPU families, as `is_x86_feature_detected!` reports them, and the tier
+/// each must run (docs/KERNELS.md has the same table, with the reasons).
+fn simulated_cpus() -> Vec<(&'static str, CpuFeatures, &'static str)> {
+    let avx2 = CpuFeatures {
+        avx2: true,
+        bmi1: true,
+        bmi2: true,
+        popcnt: true,
+        ..CpuFeatures::default()
+    };
+    let skylake_x = CpuFeatures {
+        avx512f: true,
+        avx512bw: true,
+        avx512vl: true,
+        avx512dq: true,
+        ..avx2
+    };
+    let ice_lake = CpuFeatures {
+        avx512vbmi: true,
+        avx512bitalg: true,
+        gfni: true,
+        ..skylake_x
+    };
+    let sandy_bridge = CpuFeatures {
+        popcnt: true,
+        ..CpuFeatures::default()
+    };
+    vec![
+        ("Zen 4 / Zen 5", ice_lake, "avx512"),
+        (
+            "Ice Lake, Tiger Lake, Sapphire Rapids and later Xeons",
+            ice_lake,
+            "avx512",
+        ),
+        (
+            "Skylake-X, Cascade Lake, Cooper Lake (no VBMI, GFNI, BITALG)",
+            skylake_x,
+            "avx2",
+        ),
+        (
+            "Cannon Lake (VBMI, no GFNI or BITALG)",
+            CpuFeatures {
+                avx512vbmi: true,
+                ..skylake_x
+            },
+            "avx2",
+        ),
+        ("Haswell to Comet Lake", avx2, "avx2"),
+        (
+            "Alder Lake and later client cores (AVX-512 off, VEX GFNI on)",
+            CpuFeatures { gfni: true, ..avx2 },
+            "avx2",
+        ),
+        ("Zen 1 to Zen 3, Excavator", avx2, "avx2"),
+        (
+            "under valgrind on an AVX-512 CPU (AVX-512 hidden)",
+            avx2,
+            "avx2",
+        ),
+        (
+            "Sandy Bridge, Ivy Bridge (AVX, no AVX2)",
+            sandy_bridge,
+            "scalar",
+        ),
+        (
+            "Atom: Goldmont, Tremont (no AVX)",
+            CpuFeatures {
+                gfni: true,
+                ..sandy_bridge
+            },
+            "scalar",
+        ),
+        (
+            "AVX2 without BMI2",
+            CpuFeatures {
+                bmi2: false,
+                ..avx2
+            },
+            "scalar",
+        ),
+        (
+            "aarch64, or Miri (no x86 features)",
+            CpuFeatures::default(),
+            "scalar",
+        ),
+    ]
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn dispatch_picks_the_tier_of_each_cpu_family() {
+    for (family, features, want) in simulated_cpus() {
+        assert_eq!(Tier::best(&features).name(), want, "{family}: {features:?}");
+        let names: Vec<&str> = Tier::available(&features)
+            .into_iter()
+            .map(Tier::name)
+            .collect();
+        let want_all: &[&str] = match want {
+            "avx512" => &["scalar", "avx2", "avx512"],
+            "avx2" => &["scalar", "avx2"],
+            _ => &["scalar"],
+        };
+        assert_eq!(names, want_all, "{family}: available tiers");
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[test]
+fn dispatch_picks_scalar_off_x86_64() {
+    for (family, features, _) in simulated_cpus() {
+        assert_eq!(Tier::best(&features), Tier::Scalar, "{family}");
+    }
+}
+
+/// Each SIMD tier needs every one of its features: drop any one and dispatch falls back.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn dispatch_drops_a_tier_missing_any_feature() {
+    let all = CpuFeatures {
+        avx2: true,
+        bmi1: true,
+        bmi2: true,
+        popcnt: true,
+        avx512f: true,
+        avx512bw: true,
+        avx512vl: true,
+        avx512dq: true,
+        avx512vbmi: true,
+        avx512bitalg: true,
+        gfni: true,
+    };
+    for (tier, features) in [
+        (Tier::Avx2, super::avx2::FEATURES),
+        (Tier::Avx512, super::avx512::FEATURES),
+    ] {
+        for f in features {
+            assert!(all.has(f), "CpuFeatures does not track {f:?}");
+            let mut without = all;
+            let flags = [
+                ("avx2", &mut without.avx2),
+                ("bmi1", &mut without.bmi1),
+                ("bmi2", &mut without.bmi2),
+                ("popcnt", &mut without.popcnt),
+                ("avx512f", &mut without.avx512f),
+                ("avx512bw", &mut without.avx512bw),
+                ("avx512vl", &mut without.avx512vl),
+                ("avx512dq", &mut without.avx512dq),
+                ("avx512vbmi", &mut without.avx512vbmi),
+                ("avx512bitalg", &mut without.avx512bitalg),
+                ("gfni", &mut without.gfni),
+            ];
+            for (name, flag) in flags {
+                if name == *f {
+                    *flag = false;
+                }
+            }
+            assert!(!without.has(f), "{f}");
+            assert!(
+                !Tier::available(&without).contains(&tier),
+                "{} without {f}",
+                tier.name()
+            );
+        }
+    }
+    assert!(!all.has("sse9"), "an unknown feature is never present");
+}
+
+/// Real detection goes through the same function as the simulated CPUs.
+#[test]
+fn detection_is_the_pure_choice_of_detected_features() {
+    let tiers: Vec<Kernel> = Kernel::available().collect();
+    let pure: Vec<Kernel> = Tier::available(&CpuFeatures::detect())
+        .into_iter()
+        .map(Kernel)
+        .collect();
+    assert_eq!(tiers, pure);
+    assert_eq!(Kernel::detect(), Kernel(Tier::best(&CpuFeatures::detect())));
 }
 
 thread_local! {

@@ -30,7 +30,16 @@
 //!   rather than waiting for each one means a worker that rayon starts late (a pool with fewer
 //!   threads than workers) simply finds nothing and returns: no one waits for it.
 //! - All counter operations are SeqCst read-modify-writes or loads, and crossbeam-deque's push
-//!   and steal synchronise the items themselves.
+//!   and steal synchronise the items themselves. Why `SeqCst`: a waking worker does
+//!   *increment `active`, then steal*, and an idle worker deciding "done" does *load
+//!   `active`*; `SeqCst` puts every counter operation in one total order, so a worker that
+//!   reads `active == 0` saw every increment made before a steal, and "all idle" means no
+//!   worker holds work. Weaker orders would not lose objects (a worker drains its own queues
+//!   before it goes idle, so one that left early would only leave the rest of the work to the
+//!   stealer), but they would make the counter's meaning approximate for no gain: it is touched
+//!   only on idle transitions, never per object. `has_idle` is a `Relaxed` hint: a stale answer
+//!   only delays or hastens publishing. The loom model (`termination/loom_tests.rs`)
+//!   checks the protocol on this code.
 
 use std::time::{Duration, Instant};
 

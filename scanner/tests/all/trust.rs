@@ -315,3 +315,23 @@ fn marker_variants_match_oracle() {
         }
     });
 }
+
+/// Finding 2: kernels read whole 64-byte frames, free slots included, so a custom span's bytes
+/// must all be initialised: registration zeroes the span, whatever the memory held.
+#[test]
+fn custom_span_is_zeroed_at_registration() {
+    #[repr(C, align(8192))]
+    struct SpanMem([u8; 8192]);
+    let mem = Box::leak(Box::new(SpanMem([0xa5; 8192])));
+    let mut heap = Heap::new();
+    let base = heap
+        .register_span(
+            OwnedMemory::from_static(&mut mem.0),
+            SizeClass::new(64).unwrap(),
+            false,
+        )
+        .unwrap();
+    let span = heap.spans().find(|s| s.base() == base).unwrap();
+    assert!((0..992).all(|w| span.read_word(w) == Some(0)));
+    assert_eq!(span.marked_bits(), [0; 8]);
+}

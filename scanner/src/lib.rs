@@ -76,7 +76,9 @@ pub use kernel::{Kernel, KernelChoice};
 pub use mark::reference;
 pub use marker::{Algorithm, Marker, MarkerBuilder, Roots};
 pub use sencha_spans as spans;
-pub use sencha_spans::{Heap, HeapConfig, Layout, MarkState, OwnedMemory, SizeClass, SweepStats};
+pub use sencha_spans::{
+    Ephemeron, Heap, HeapConfig, Layout, MarkState, OwnedMemory, SizeClass, SweepStats, WeakRef,
+};
 pub use stats::MarkStats;
 
 /// The most workers a marker may run.

@@ -67,6 +67,15 @@ pub struct MarkStats {
     pub busy: Vec<Duration>,
     /// Wall-clock time of the mark.
     pub wall: Duration,
+    /// Weak words, weak references and ephemerons cleared because their target died.
+    pub weak_cleared: usize,
+    /// Rounds of the ephemeron fixpoint that traced new values.
+    pub ephemeron_rounds: usize,
+    /// Objects with a finalizer that this mark found unreachable, in address order: kept
+    /// alive one more cycle with everything they reach, their registrations ended, weak
+    /// references to them cleared. The runtime runs their finalizers
+    /// ([`Heap::register_finalizer`](crate::Heap::register_finalizer)).
+    pub finalizable: Vec<usize>,
 }
 
 impl MarkStats {
@@ -97,6 +106,9 @@ impl MarkStats {
             steals: t.steals,
             busy: per_worker.iter().map(|w| w.busy).collect(),
             wall,
+            weak_cleared: 0,
+            ephemeron_rounds: 0,
+            finalizable: Vec::new(),
         }
     }
 

@@ -35,7 +35,7 @@ fn mark_line_of(p: usize) -> usize {
 
 /// What every worker of one mark shares.
 pub(crate) struct Shared<'h> {
-    pub(crate) session: MarkSession<'h>,
+    pub(crate) session: &'h MarkSession<'h>,
     pub(crate) range: HeapRange,
     pub(crate) kernel: Kernel,
     pub(crate) algorithm: Algorithm,

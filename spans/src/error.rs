@@ -119,6 +119,9 @@ pub enum Error {
         /// The address given.
         addr: usize,
     },
+    /// A [`WeakRef`](crate::WeakRef) or [`Ephemeron`](crate::Ephemeron) handle that was
+    /// dropped (or belongs to another heap).
+    InvalidHandle,
     /// The object was found unreachable by the last complete mark and will be freed by the
     /// next sweep: it cannot be pinned (its children may be freed too).
     Unreachable {
@@ -191,6 +194,9 @@ impl fmt::Display for Error {
             Error::MarkInProgress => write!(f, "a mark of this heap is already running"),
             Error::Pinned { addr } => write!(f, "{addr:#x} is pinned"),
             Error::NotPinned { addr } => write!(f, "{addr:#x} is not pinned"),
+            Error::InvalidHandle => {
+                write!(f, "a weak reference or ephemeron handle that was dropped")
+            }
             Error::Unreachable { addr } => write!(
                 f,
                 "{addr:#x} was unreachable in the last mark and is due to be swept"

@@ -124,6 +124,9 @@ pub(crate) struct SpanRecord {
     pub(crate) alloc: [u64; LINE_WORDS],
     /// Number of allocated slots.
     pub(crate) live: u32,
+    /// Weak words of the span's objects (one bit per span word), if any object has some:
+    /// read only by the weak-clearing pass after a mark (`weak.rs`).
+    pub(crate) weak: Option<Box<[u64; crate::span::PTR_BITMAP_WORDS]>>,
     /// First alloc word that may have a free slot (embedded allocation cursor).
     pub(crate) cursor: u8,
 }
@@ -290,6 +293,8 @@ pub struct Heap {
     pub(crate) mark_state: AtomicU8,
     /// Pinned objects (roots of every mark) and their pin counts.
     pub(crate) pins: BTreeMap<usize, usize>,
+    /// Weak references, ephemerons, finalizers (`weak.rs`).
+    pub(crate) weak: crate::weak::WeakState,
 }
 
 impl Default for Heap {
@@ -329,6 +334,7 @@ impl Heap {
             hi: 0,
             mark_state: AtomicU8::new(MarkState::Clean as u8),
             pins: BTreeMap::new(),
+            weak: Default::default(),
         }
     }
 
@@ -492,6 +498,14 @@ impl Heap {
                 rec.is_allocated(o.index).then_some(Object::Small(o))
             }
             Resolved::Large(l) => Some(Object::Large(l)),
+        }
+    }
+
+    /// The index of the record of the span holding `addr`.
+    pub(crate) fn span_record_index(&self, addr: usize) -> Option<u32> {
+        match self.map.get(addr).kind() {
+            EntryKind::Small { record, .. } => Some(record),
+            _ => None,
         }
     }
 
@@ -715,6 +729,7 @@ impl Heap {
             noscan,
             custom,
             alloc: [0; LINE_WORDS],
+            weak: None,
             live: 0,
             cursor: 0,
         };
@@ -740,6 +755,9 @@ impl Heap {
 
     /// Vacates span record `i`.
     pub(crate) fn remove_span_record(&mut self, i: u32) {
+        if self.spans[i as usize].weak.take().is_some() {
+            self.weak.weak_spans -= 1;
+        }
         self.spans[i as usize].base = 0;
         self.spans[i as usize].live = 0;
         self.vacant_spans.push(i);

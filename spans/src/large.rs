@@ -150,6 +150,17 @@ impl LargeObject {
         unsafe { ((self.start + w * 8) as *mut usize).write(value) }
     }
 
+    /// Sets word `w` to 0 during a mark's weak-clearing pass (through `&Heap`).
+    pub(crate) fn clear_word_in_mark(&self, w: usize) {
+        assert!(w < self.layout.words());
+        // SAFETY: `w` is inside the object (asserted) and the memory is valid for writes while
+        // the record is registered (as in write_word). Only the weak-clearing pass of an open
+        // mark session calls this, one pass at a time over disjoint objects; while a mark runs
+        // nothing else reads or writes object words (the marker's scans are over, and the
+        // runtime's own accesses are excluded by the OwnedMemory contract / `&mut Heap`).
+        unsafe { ((self.start + w * 8) as *mut usize).write(0) }
+    }
+
     /// Zeroes the object.
     pub(crate) fn zero(&mut self) {
         // SAFETY: the object's bytes are valid for writes, as in write_word.

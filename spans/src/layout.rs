@@ -42,6 +42,9 @@ enum Pointers {
 pub struct Layout {
     bytes: usize,
     pointers: Pointers,
+    /// Weak words (bit `k` = word `k`, `k < 64`): not traced; cleared after a mark when
+    /// their target died. They override `pointers`.
+    weak: u64,
 }
 
 impl Layout {
@@ -68,6 +71,7 @@ impl Layout {
         Ok(Layout {
             bytes: Self::checked_size(bytes)?,
             pointers: Pointers::None,
+            weak: 0,
         })
     }
 
@@ -79,6 +83,7 @@ impl Layout {
         Ok(Layout {
             bytes: Self::checked_size(bytes)?,
             pointers: Pointers::All,
+            weak: 0,
         })
     }
 
@@ -100,7 +105,11 @@ impl Layout {
             _ if words <= 64 && bits == low_bits(words) => Pointers::All,
             _ => Pointers::Bitmap(bits),
         };
-        Ok(Layout { bytes, pointers })
+        Ok(Layout {
+            bytes,
+            pointers,
+            weak: 0,
+        })
     }
 
     /// `count` elements of `elem` back to back. The element must be at most 64 words (512
@@ -113,6 +122,11 @@ impl Layout {
         if count == 0 {
             return Err(Error::InvalidLayout {
                 reason: "array of zero elements",
+            });
+        }
+        if elem.weak != 0 {
+            return Err(Error::InvalidLayout {
+                reason: "weak words in an array element (give the array's weak words instead)",
             });
         }
         let elem_words = elem.words();
@@ -140,7 +154,50 @@ impl Layout {
                 bits,
             }
         };
-        Ok(Layout { bytes, pointers })
+        Ok(Layout {
+            bytes,
+            pointers,
+            weak: 0,
+        })
+    }
+
+    /// The same layout with **weak** words: word `k` is weak when bit `k` of `bits` is set
+    /// (among the first 64 words). A weak word holds a pointer that does not keep its target
+    /// alive: markers do not follow it, and after a mark, a weak word whose target died (an
+    /// interior pointer counts for its object) is set to 0 before the sweep can reuse the
+    /// target. A weak word is never also a traced pointer word (weak wins).
+    ///
+    /// # Errors
+    /// [`Error::InvalidLayout`] if a bit names a word past the end of the object.
+    ///
+    /// # Examples
+    /// ```
+    /// use sencha_spans::Layout;
+    /// // struct WeakCell { target: Weak<T>, next: *const WeakCell }
+    /// let cell = Layout::all_pointers(16).unwrap().with_weak(0b01).unwrap();
+    /// assert!(cell.is_weak_word(0) && !cell.is_pointer_word(0));
+    /// assert!(cell.is_pointer_word(1));
+    /// ```
+    pub fn with_weak(self, bits: u64) -> Result<Self, Error> {
+        let words = self.words();
+        if words < 64 && bits >> words != 0 {
+            return Err(Error::InvalidLayout {
+                reason: "weak bit past the end of the object",
+            });
+        }
+        Ok(Layout { weak: bits, ..self })
+    }
+
+    /// The weak words among the first 64 (bit `k` = word `k`).
+    #[inline]
+    pub fn weak_bits(&self) -> u64 {
+        self.weak
+    }
+
+    /// Whether word `w` is weak.
+    #[inline]
+    pub fn is_weak_word(&self, w: usize) -> bool {
+        w < 64.min(self.words()) && self.weak >> w & 1 != 0
     }
 
     /// The size in bytes (a multiple of 8).
@@ -161,9 +218,10 @@ impl Layout {
         !matches!(self.pointers, Pointers::None)
     }
 
-    /// Whether word `w` holds a pointer (false past the end).
+    /// Whether word `w` holds a (strong, traced) pointer (false past the end and for weak
+    /// words).
     pub fn is_pointer_word(&self, w: usize) -> bool {
-        if w >= self.words() {
+        if w >= self.words() || self.is_weak_word(w) {
             return false;
         }
         match self.pointers {
@@ -207,7 +265,8 @@ impl Layout {
                 out
             }
         };
-        bits & valid
+        let weak = if first < 64 { self.weak >> first } else { 0 };
+        bits & valid & !weak
     }
 
     /// The pointer bits of a small object (at most 64 words; bit `k` = word `k`).

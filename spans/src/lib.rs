@@ -89,6 +89,7 @@ mod register;
 pub mod span;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+mod weak;
 
 pub use alloc::SweepStats;
 pub use class::SizeClass;
@@ -98,6 +99,7 @@ pub use heap::{
 };
 pub use large::LargeObject;
 pub use layout::{Layout, MAX_OBJECT_BYTES};
-pub use protocol::ReachableCounts;
+pub use protocol::{MarkOutcome, ReachableCounts};
 pub use register::OwnedMemory;
 pub use span::{Owner, SPAN_BYTES, Span};
+pub use weak::{Ephemeron, WeakRef};

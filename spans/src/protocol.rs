@@ -231,8 +231,83 @@ impl Heap {
     }
 }
 
+/// What a mark's phases after the first closure did (weak, ephemeron, finalizer).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MarkOutcome {
+    /// Weak words, weak references and ephemerons cleared because their target died.
+    pub weak_cleared: usize,
+    /// Rounds of the ephemeron fixpoint that found values to trace.
+    pub ephemeron_rounds: usize,
+    /// Objects with a finalizer that the mark found unreachable: kept alive (with everything
+    /// they reach) for one more cycle, their registration ended, in address order. Weak
+    /// references to them were cleared first.
+    pub finalizable: Vec<usize>,
+}
+
+impl<'h> MarkSession<'h> {
+    /// Runs a whole mark's phases with `closure` as the transitive closure (mark everything
+    /// reachable from the given addresses, each resolved like a pointer word):
+    /// 1. the closure from `roots` and the pinned objects;
+    /// 2. the ephemeron fixpoint: while some ephemeron of a marked owner has a marked key and
+    ///    an unmarked value, the closure from those values (each round costs one pass over
+    ///    the pairs; a chain of `n` pairs, each value the next key, takes `n` rounds: O(n²)
+    ///    in the worst case, O(pairs) per round);
+    /// 3. finalizable objects still unmarked are noted; then every weak word of a marked
+    ///    object, weak reference and ephemeron of a marked owner whose target is unmarked is
+    ///    cleared (so weak references to an object are gone before its finalizer is
+    ///    reported);
+    /// 4. if any were noted: the closure from them (they and what they reach survive this
+    ///    cycle), the ephemeron fixpoint again, the clearing pass again (now only targets that
+    ///    stay dead), and their registrations end.
+    ///
+    /// `parallel`: the clearing pass and the ephemeron scans may use the current rayon pool.
+    ///
+    /// # Errors
+    /// The first error `closure` returns (the phases stop there; the session is then not
+    /// finished by this function).
+    pub fn run_phases<E>(
+        &self,
+        roots: &[usize],
+        parallel: bool,
+        mut closure: impl FnMut(&[usize]) -> Result<(), E>,
+    ) -> Result<MarkOutcome, E> {
+        let mut all = roots.to_vec();
+        all.extend(self.pinned());
+        closure(&all)?;
+        let mut out = MarkOutcome::default();
+        self.ephemeron_fixpoint(parallel, &mut closure, &mut out)?;
+        let dead = self.heap.unmarked_finalizable();
+        out.weak_cleared += self.heap.clear_weak(parallel);
+        if !dead.is_empty() {
+            closure(&dead)?;
+            self.ephemeron_fixpoint(parallel, &mut closure, &mut out)?;
+            out.weak_cleared += self.heap.clear_weak(parallel);
+            self.heap.take_finalizers(&dead);
+        }
+        out.finalizable = dead;
+        Ok(out)
+    }
+
+    fn ephemeron_fixpoint<E>(
+        &self,
+        parallel: bool,
+        closure: &mut impl FnMut(&[usize]) -> Result<(), E>,
+        out: &mut MarkOutcome,
+    ) -> Result<(), E> {
+        loop {
+            let values = self.heap.ephemeron_values(parallel);
+            if values.is_empty() {
+                return Ok(());
+            }
+            out.ephemeron_rounds += 1;
+            closure(&values)?;
+        }
+    }
+}
+
 /// What [`Heap::mark_reachable`] did, beyond the marks themselves.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ReachableCounts {
     /// Small objects whose pointer words were visited.
@@ -241,11 +316,14 @@ pub struct ReachableCounts {
     pub large_scanned: usize,
     /// Non-null pointer words visited.
     pub pointers: usize,
+    /// The weak, ephemeron and finalizer phases.
+    pub outcome: MarkOutcome,
 }
 
 impl Heap {
     /// The reference mark: marks every object reachable from `roots` and from the pinned
-    /// objects, single-threaded, breadth first, with obvious code — the oracle that sencha's
+    /// objects, then runs the weak, ephemeron and finalizer phases
+    /// ([`MarkSession::run_phases`]), single-threaded, breadth first, with obvious code — the oracle that sencha's
     /// parallel markers are tested against (`sencha::reference::mark` wraps it), and a safe way
     /// to mark a heap without the `sencha` crate.
     ///
@@ -268,49 +346,62 @@ impl Heap {
     /// assert_eq!(heap.sweep().unwrap().freed_objects, 1); // c
     /// ```
     pub fn mark_reachable(&self, roots: &[usize]) -> Result<ReachableCounts, Error> {
-        // SAFETY: the loop below is a complete marker: every object it marks goes on `queue`
-        // and has all its pointer words visited before `finish`; the pinned objects are roots;
-        // it scans objects one at a time, so it never sets scanned or owner bits, and it uses
-        // no handle after the session ends.
+        // SAFETY: the closure below is a complete marker: every object it marks goes on its
+        // queue and has all its pointer words visited before it returns; run_phases adds the
+        // pinned objects to the roots; it scans objects one at a time, so it never sets scanned
+        // or owner bits, and no handle outlives the session.
         let session = unsafe { self.begin_mark_unchecked() }?;
         let mut counts = ReachableCounts::default();
-        let mut queue = std::collections::VecDeque::new();
-        let pinned: Vec<usize> = session.pinned().collect();
-        for &r in roots.iter().chain(&pinned) {
-            grey(&session, r, &mut queue);
-        }
-        while let Some(t) = queue.pop_front() {
-            match t {
-                Target::Small {
-                    span, index, class, ..
-                } => {
-                    counts.small_scanned += 1;
-                    let span = span.span();
-                    let bits = span.object_ptr_bits(index);
-                    for k in (0..class.words()).filter(|k| bits >> k & 1 == 1) {
-                        let v = span.read_word(index * class.words() + k).unwrap_or(0);
-                        if v != 0 {
-                            counts.pointers += 1;
-                            grey(&session, v, &mut queue);
-                        }
-                    }
-                }
-                Target::Large(l) => {
-                    counts.large_scanned += 1;
-                    let l = l.object();
-                    for w in (0..l.layout().words()).filter(|&w| l.layout().is_pointer_word(w)) {
-                        let v = l.read_word(w).unwrap_or(0);
-                        if v != 0 {
-                            counts.pointers += 1;
-                            grey(&session, v, &mut queue);
-                        }
-                    }
-                }
-                Target::NotInHeap => {}
+        let outcome = session.run_phases(roots, false, |from| {
+            let mut queue = std::collections::VecDeque::new();
+            for &r in from {
+                grey(&session, r, &mut queue);
             }
-        }
+            while let Some(t) = queue.pop_front() {
+                scan(&session, t, &mut queue, &mut counts);
+            }
+            Ok::<(), Error>(())
+        })?;
+        counts.outcome = outcome;
         session.finish();
         Ok(counts)
+    }
+}
+
+/// Visits the pointer words of grey object `t`, greying what they point to.
+fn scan<'h>(
+    session: &MarkSession<'h>,
+    t: Target<'h>,
+    queue: &mut std::collections::VecDeque<Target<'h>>,
+    counts: &mut ReachableCounts,
+) {
+    match t {
+        Target::Small {
+            span, index, class, ..
+        } => {
+            counts.small_scanned += 1;
+            let span = span.span();
+            let bits = span.object_ptr_bits(index);
+            for k in (0..class.words()).filter(|k| bits >> k & 1 == 1) {
+                let v = span.read_word(index * class.words() + k).unwrap_or(0);
+                if v != 0 {
+                    counts.pointers += 1;
+                    grey(session, v, queue);
+                }
+            }
+        }
+        Target::Large(l) => {
+            counts.large_scanned += 1;
+            let l = l.object();
+            for w in (0..l.layout().words()).filter(|&w| l.layout().is_pointer_word(w)) {
+                let v = l.read_word(w).unwrap_or(0);
+                if v != 0 {
+                    counts.pointers += 1;
+                    grey(session, v, queue);
+                }
+            }
+        }
+        Target::NotInHeap => {}
     }
 }
 

@@ -192,6 +192,11 @@ impl Heap {
             return Err(Error::WrongOwner { addr: base });
         }
         self.check_unpinned(base, SPAN_BYTES)?;
+        for a in self.finalizers() {
+            if a & !(SPAN_BYTES - 1) == base {
+                self.forget_finalizer(a);
+            }
+        }
         self.map.set(base, Entry::EMPTY);
         self.remove_span_record(record);
         Ok(())
@@ -247,6 +252,7 @@ impl Heap {
             return Err(Error::WrongOwner { addr: start });
         }
         self.check_unpinned(start, 1)?;
+        self.forget_finalizer(start);
         self.map.set_range(start, claim, Entry::EMPTY);
         self.large[record] = None;
         self.vacant_large.push(record as u32);
@@ -301,11 +307,13 @@ impl Heap {
             o.span.set_object_ptr_bits(o.index, layout.small_bits());
         }
         let index = o.index;
-        let rec = self
-            .span_record_mut(addr)
+        let ri = self
+            .span_record_index(addr)
             .ok_or(Error::NotRegistered { addr })?;
+        let rec = &mut self.spans[ri as usize];
         rec.alloc[index / 64] |= 1 << (index % 64);
         rec.live += 1;
+        self.set_small_weak_bits(ri, index, layout.weak_bits());
         self.mark_new(addr);
         Ok(())
     }
@@ -334,6 +342,7 @@ impl Heap {
             .ok_or(Error::NotRegistered { addr })?;
         rec.alloc[index / 64] &= !(1 << (index % 64));
         rec.live -= 1;
+        self.forget_finalizer(addr);
         Ok(())
     }
 

@@ -288,7 +288,9 @@ impl<'h> Span<'h> {
     pub(crate) fn write_word(self, w: usize, value: usize) {
         assert!(w < OBJECT_BYTES / 8);
         // SAFETY: as in read_word; writes are allowed by the Span contract, and the heap calls
-        // this only through `&mut Heap` or `&Heap` methods documented as mutator-time calls.
+        // this only through `&mut Heap`, or from the weak-clearing pass of an open mark session
+        // (weak.rs), when nothing else reads or writes object words (the scans are over, and
+        // the runtime's own accesses are excluded by the OwnedMemory contract).
         unsafe { ((self.base.get() + w * 8) as *mut usize).write(value) }
     }
 

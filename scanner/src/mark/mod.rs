@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use rayon::ThreadPool;
 use sencha_spans::Heap;
+use sencha_spans::protocol::MarkSession;
 
 use crate::error::Error;
 use crate::kernel::{HeapRange, Kernel};
@@ -35,7 +36,9 @@ pub(crate) struct Config {
 }
 
 /// Runs one parallel mark of `heap` from `roots` (validated object addresses) and the heap's
-/// pinned objects. Without a pool, the one worker runs on the calling thread.
+/// pinned objects, with the weak, ephemeron and finalizer phases
+/// ([`MarkSession::run_phases`]): each phase's transitive closure is one parallel run of the
+/// workers. Without a pool, the one worker runs on the calling thread.
 ///
 /// A mark always ends: a panic inside a worker is caught, the other workers stop taking work
 /// and return, the session is dropped unfinished (the heap is then
@@ -47,6 +50,50 @@ pub(crate) fn run(
     pool: Option<&ThreadPool>,
     cfg: Config,
 ) -> Result<MarkStats, Error> {
+    let start = Instant::now();
+    let session = session::open(heap)?;
+    let mut per_worker = vec![WorkerStats::default(); cfg.workers];
+    let outcome = session.run_phases(roots, pool.is_some(), |from| {
+        let stats = closure(&session, from, pool, cfg)?;
+        for (total, w) in per_worker.iter_mut().zip(&stats) {
+            total.add(w);
+        }
+        Ok::<(), Error>(())
+    });
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            drop(session); // unfinished: the heap is Aborted
+            return Err(e);
+        }
+    };
+    let totals = heap.marked_totals();
+    session.finish();
+    let kernel_name = match cfg.algorithm {
+        Algorithm::GreenTea => cfg.kernel.name(),
+        Algorithm::Baseline => "-",
+    };
+    let mut stats = MarkStats::from_workers(
+        cfg.algorithm.name(),
+        kernel_name,
+        &per_worker,
+        totals,
+        start.elapsed(),
+    );
+    stats.weak_cleared = outcome.weak_cleared;
+    stats.ephemeron_rounds = outcome.ephemeron_rounds;
+    stats.finalizable = outcome.finalizable;
+    Ok(stats)
+}
+
+/// One transitive closure: the workers mark everything reachable from `from` (each resolved
+/// like a pointer word) and return their counters, or the first panic's message.
+fn closure(
+    session: &MarkSession<'_>,
+    from: &[usize],
+    pool: Option<&ThreadPool>,
+    cfg: Config,
+) -> Result<Vec<WorkerStats>, Error> {
     let Config {
         workers,
         kernel,
@@ -56,18 +103,14 @@ pub(crate) fn run(
         #[cfg(any(test, feature = "testing"))]
         panic_at,
     } = cfg;
-    let start = Instant::now();
-    let session = session::open(heap)?;
-    let mut all_roots = roots.to_vec();
-    all_roots.extend(session.pinned());
-    let (lo, hi) = heap.address_range();
-    let (queues, locals) = queue::make(workers, all_roots.len());
+    let (lo, hi) = session.heap().address_range();
+    let (queues, locals) = queue::make(workers, from.len());
     let shared = Shared {
         session,
         range: HeapRange::new(lo, hi),
         kernel,
         algorithm,
-        roots: all_roots,
+        roots: from.to_vec(),
         queues,
         term: Termination::new(),
         dense_min: dense_min(kernel),
@@ -105,24 +148,10 @@ pub(crate) fn run(
             }
         }
     }
-    let Shared { session, .. } = shared;
-    if let Some(message) = panic.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        drop(session); // unfinished: the heap is Aborted
-        return Err(Error::MarkPanicked { message });
+    match panic.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        Some(message) => Err(Error::MarkPanicked { message }),
+        None => Ok(per_worker),
     }
-    let totals = heap.marked_totals();
-    session.finish();
-    let kernel_name = match algorithm {
-        Algorithm::GreenTea => kernel.name(),
-        Algorithm::Baseline => "-",
-    };
-    Ok(MarkStats::from_workers(
-        algorithm.name(),
-        kernel_name,
-        &per_worker,
-        totals,
-        start.elapsed(),
-    ))
 }
 
 /// The text of a panic payload (`&str` or `String`; anything else is named as such).

@@ -38,18 +38,22 @@ pub fn mark(heap: &Heap, roots: &Roots) -> Result<MarkStats, Error> {
     let start = Instant::now();
     let roots = roots.resolve(heap)?;
     let counts = heap.mark_reachable(&roots)?;
-    let stats = WorkerStats {
+    let busy = WorkerStats {
         objects_scanned: counts.small_scanned,
         large_chunks: counts.large_scanned,
         pointers: counts.pointers,
         busy: start.elapsed(),
         ..WorkerStats::default()
     };
-    Ok(MarkStats::from_workers(
+    let mut stats = MarkStats::from_workers(
         "reference",
         "-",
-        &[stats],
+        &[busy],
         heap.marked_totals(),
         start.elapsed(),
-    ))
+    );
+    stats.weak_cleared = counts.outcome.weak_cleared;
+    stats.ephemeron_rounds = counts.outcome.ephemeron_rounds;
+    stats.finalizable = counts.outcome.finalizable;
+    Ok(stats)
 }

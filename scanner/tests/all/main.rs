@@ -5,6 +5,7 @@ mod fuzz;
 mod markers;
 mod roots;
 mod trust;
+mod weak;
 
 use std::sync::mpsc;
 use std::time::Duration;

@@ -83,6 +83,7 @@ impl Heap {
                     if !noscan {
                         span.set_object_ptr_bits(index, layout.small_bits());
                     }
+                    self.set_small_weak_bits(rec, index, layout.weak_bits());
                     let addr = base + index * class.bytes();
                     self.mark_new(addr);
                     return Ok(addr);

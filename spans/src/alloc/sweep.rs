@@ -120,6 +120,7 @@ impl Heap {
             }
         }
         *self.mark_state.get_mut() = MarkState::Clean as u8;
+        self.sweep_ephemerons();
         Ok(stats)
     }
 }

@@ -9,12 +9,13 @@
 //! with sencha's.
 
 use std::io::IsTerminal;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use sencha::{Algorithm, Kernel, KernelChoice, MarkStats, Marker, reference};
+use sencha::{Algorithm, Heap, Kernel, KernelChoice, MarkStats, Marker, Roots, reference};
 use sencha_bench::chart;
 use sencha_bench::peer::{self, PeerKind, PeerProcess};
 use sencha_bench::report::{PeerInfo, Report, Row, WorkloadInfo};
@@ -155,6 +156,14 @@ fn run(args: &Args) -> Result<Report, String> {
         Some(std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?)
     };
 
+    let mut configs: Vec<(Algorithm, Kernel)> = Vec::new();
+    if algorithms.contains(&Algorithm::Baseline) {
+        configs.push((Algorithm::Baseline, Kernel::scalar()));
+    }
+    if algorithms.contains(&Algorithm::GreenTea) {
+        configs.extend(kernels.iter().map(|&k| (Algorithm::GreenTea, k)));
+    }
+
     let mut report = Report::new(cores);
     for kind in kinds {
         let scale = match (args.scale, args.heap_mib) {
@@ -190,105 +199,143 @@ fn run(args: &Args) -> Result<Report, String> {
             }
         }
 
+        let mut target = Target {
+            kind,
+            scale,
+            heap: &mut heap,
+            roots: &w.roots,
+            want: &want,
+            objects: w.objects,
+            live_bytes: w.live_bytes,
+        };
+        let peers: Vec<PeerKind> = peers.iter().copied().filter(|p| p.supports(kind)).collect();
         for &n in &workers {
-            let mut configs: Vec<(Algorithm, Kernel)> = Vec::new();
-            if algorithms.contains(&Algorithm::Baseline) {
-                configs.push((Algorithm::Baseline, Kernel::scalar()));
-            }
-            if algorithms.contains(&Algorithm::GreenTea) {
-                configs.extend(kernels.iter().map(|&k| (Algorithm::GreenTea, k)));
-            }
-            let mut runs = Vec::with_capacity(configs.len());
-            for (algorithm, kernel) in configs {
-                let marker = Marker::builder()
-                    .workers(n)
-                    .algorithm(algorithm)
-                    .kernel(match kernel.name() {
-                        "avx512" => KernelChoice::Avx512,
-                        _ => KernelChoice::Scalar,
-                    })
-                    .build()
-                    .map_err(|e| e.to_string())?;
-                runs.push(MarkerRun {
-                    marker,
-                    times: Vec::with_capacity(args.repeat),
-                    last: None,
-                    ok: true,
-                });
-            }
-            let mut peer_runs = Vec::new();
-            for &p in peers.iter().filter(|p| p.supports(kind)) {
-                let exe = exe.as_deref().ok_or("no program path")?;
-                let process = PeerProcess::spawn(exe, p, kind, scale, n, args.peer_cut)
-                    .map_err(|e| e.to_string())?;
-                peer_runs.push(PeerRun {
-                    peer: p,
-                    process,
-                    times: Vec::with_capacity(args.repeat),
-                    last: None,
-                    overflows: 0,
-                    ok: true,
-                });
-            }
-            // Interleaved: each repetition marks once with every configuration, then once
-            // with every peer, so slow drifts of a shared machine hit all of them alike.
-            for _ in 0..args.repeat {
-                for r in &mut runs {
-                    heap.clear_marks();
-                    let s = r.marker.mark(&heap, &w.roots).map_err(|e| e.to_string())?;
-                    r.ok &= heap.marked_objects() == want;
-                    r.times.push(s.wall);
-                    r.last = Some(s);
-                }
-                for p in &mut peer_runs {
-                    let m = p.process.mark().map_err(|e| e.to_string())?;
-                    // The peer's check passed, and it found sencha's heap: the same objects
-                    // and requested bytes.
-                    p.ok &= m.bad == 0 && m.objects == w.objects && m.bytes == w.live_bytes;
-                    p.overflows += m.overflows;
-                    p.times.push(Duration::from_secs_f64(m.ms / 1e3));
-                    p.last = Some(m);
-                }
-            }
-            heap.clear_marks();
-            for mut r in runs {
-                let stats = r.last.take().ok_or("no mark ran")?;
-                report.rows.push(Row::from_stats(
-                    &info.name,
-                    &stats,
-                    median(&mut r.times),
-                    r.ok,
-                ));
-            }
-            for mut p in peer_runs {
-                let m = p.last.take().ok_or("no peer mark ran")?;
-                let ready = p.process.ready.clone();
-                p.process.finish().map_err(|e| e.to_string())?;
-                report.rows.push(Row::peer(
-                    &info.name,
-                    p.peer.name(),
-                    n,
-                    m.objects,
-                    m.bytes,
-                    median(&mut p.times),
-                    p.ok,
-                ));
-                report.peers.push(PeerInfo {
-                    peer: p.peer.name().to_string(),
-                    collector: ready.collector,
-                    workload: info.name.clone(),
-                    workers: n,
-                    build_ms: ready.build_ms,
-                    warmups: ready.warmups,
-                    settled: ready.settled,
-                    heap_mib: m.heap_bytes as f64 / (1 << 20) as f64,
-                    overflows: ready.counts_overflows.then_some(p.overflows),
-                });
-            }
+            let job = Job {
+                workers: n,
+                configs: &configs,
+                peers: &peers,
+                exe: exe.as_deref(),
+                repeat: args.repeat,
+                peer_cut: args.peer_cut,
+            };
+            mark_at(&mut target, &job, &mut report)?;
         }
     }
     report.fill_speedups();
     Ok(report)
+}
+
+/// One built workload, as the marks see it.
+struct Target<'a> {
+    kind: Kind,
+    scale: f64,
+    heap: &'a mut Heap,
+    roots: &'a Roots,
+    /// The oracle's marked set.
+    want: &'a [usize],
+    objects: usize,
+    live_bytes: usize,
+}
+
+/// What to run at one worker count.
+struct Job<'a> {
+    workers: usize,
+    configs: &'a [(Algorithm, Kernel)],
+    peers: &'a [PeerKind],
+    exe: Option<&'a Path>,
+    repeat: usize,
+    peer_cut: bool,
+}
+
+/// Marks `t` `job.repeat` times with every configuration and every peer, interleaved: each
+/// repetition marks once with every configuration, then once with every peer, so the slow
+/// drifts of a shared machine hit all of them alike. Pushes one row per configuration and peer.
+fn mark_at(t: &mut Target<'_>, job: &Job<'_>, report: &mut Report) -> Result<(), String> {
+    let name = t.kind.name();
+    let n = job.workers;
+    let mut runs = Vec::with_capacity(job.configs.len());
+    for &(algorithm, kernel) in job.configs {
+        let marker = Marker::builder()
+            .workers(n)
+            .algorithm(algorithm)
+            .kernel(match kernel.name() {
+                "avx512" => KernelChoice::Avx512,
+                _ => KernelChoice::Scalar,
+            })
+            .build()
+            .map_err(|e| e.to_string())?;
+        runs.push(MarkerRun {
+            marker,
+            times: Vec::with_capacity(job.repeat),
+            last: None,
+            ok: true,
+        });
+    }
+    let mut peer_runs = Vec::with_capacity(job.peers.len());
+    for &p in job.peers {
+        let exe = job.exe.ok_or("no program path")?;
+        let process = PeerProcess::spawn(exe, p, t.kind, t.scale, n, job.peer_cut)
+            .map_err(|e| e.to_string())?;
+        peer_runs.push(PeerRun {
+            peer: p,
+            process,
+            times: Vec::with_capacity(job.repeat),
+            last: None,
+            overflows: 0,
+            ok: true,
+        });
+    }
+    for _ in 0..job.repeat {
+        for r in &mut runs {
+            t.heap.clear_marks();
+            let s = r.marker.mark(t.heap, t.roots).map_err(|e| e.to_string())?;
+            r.ok &= t.heap.marked_objects() == t.want;
+            r.times.push(s.wall);
+            r.last = Some(s);
+        }
+        for p in &mut peer_runs {
+            let m = p.process.mark().map_err(|e| e.to_string())?;
+            // The peer's check passed, and it found sencha's heap: the same objects and
+            // requested bytes.
+            p.ok &= m.bad == 0 && m.objects == t.objects && m.bytes == t.live_bytes;
+            p.overflows += m.overflows;
+            p.times.push(Duration::from_secs_f64(m.ms / 1e3));
+            p.last = Some(m);
+        }
+    }
+    t.heap.clear_marks();
+    for mut r in runs {
+        let stats = r.last.take().ok_or("no mark ran")?;
+        report
+            .rows
+            .push(Row::from_stats(name, &stats, median(&mut r.times), r.ok));
+    }
+    for mut p in peer_runs {
+        let m = p.last.take().ok_or("no peer mark ran")?;
+        let ready = p.process.ready.clone();
+        p.process.finish().map_err(|e| e.to_string())?;
+        report.rows.push(Row::peer(
+            name,
+            p.peer.name(),
+            n,
+            m.objects,
+            m.bytes,
+            median(&mut p.times),
+            p.ok,
+        ));
+        report.peers.push(PeerInfo {
+            peer: p.peer.name().to_string(),
+            collector: ready.collector,
+            workload: name.to_string(),
+            workers: n,
+            build_ms: ready.build_ms,
+            warmups: ready.warmups,
+            settled: ready.settled,
+            heap_mib: m.heap_bytes as f64 / (1 << 20) as f64,
+            overflows: ready.counts_overflows.then_some(p.overflows),
+        });
+    }
+    Ok(())
 }
 
 /// One sencha marker configuration's marks on one workload and worker count.

@@ -3,17 +3,22 @@
 //! the reference oracle, and report the figures as a table, JSON and an SVG chart.
 //!
 //! `cargo run --release -p sencha-bench` runs the default job (the `tree` and `graph`
-//! workloads); `--help` lists the options.
+//! workloads); `--help` lists the options. With the `boehm` feature, `--peer boehm` also marks
+//! the same workloads with the Boehm GC (bdwgc), in a child process per workload and worker
+//! count (the hidden `serve-peer` subcommand; see `sencha_bench::peer`), its marks alternating
+//! with sencha's.
 
 use std::io::IsTerminal;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use sencha::{Algorithm, Kernel, KernelChoice, MarkStats, Marker, reference};
+use sencha::{Algorithm, Heap, Kernel, KernelChoice, MarkStats, Marker, Roots, reference};
 use sencha_bench::chart;
-use sencha_bench::report::{Report, Row, WorkloadInfo};
+use sencha_bench::peer::{self, PeerKind, PeerProcess};
+use sencha_bench::report::{PeerInfo, Report, Row, WorkloadInfo};
 use sencha_bench::workload::{self, Kind};
 
 /// Mark sencha's built-in workloads and report the figures.
@@ -48,10 +53,45 @@ struct Args {
     /// Also draw the results as a bar chart into this SVG file.
     #[arg(long)]
     chart: Option<std::path::PathBuf>,
+    /// Other collectors to run beside sencha on the same workloads, comma-separated: boehm
+    /// (needs the `boehm` feature; tree, graph, list and shuffled only).
+    #[arg(long, value_delimiter = ',')]
+    peer: Vec<String>,
+    /// Tests only: the peers unlink part of their workload, so their checks must fail.
+    #[arg(long, hide = true)]
+    peer_cut: bool,
+    #[command(subcommand)]
+    serve: Option<Serve>,
+}
+
+/// Hidden: the child side of `--peer`.
+#[derive(Subcommand, Debug)]
+enum Serve {
+    /// Build one workload in a peer's heap and answer `mark` requests on stdin.
+    #[command(name = "serve-peer", hide = true)]
+    ServePeer {
+        #[arg(long)]
+        peer: String,
+        #[arg(long)]
+        workload: String,
+        #[arg(long)]
+        scale: f64,
+        #[arg(long)]
+        cut: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Serve::ServePeer {
+        peer,
+        workload,
+        scale,
+        cut,
+    }) = &args.serve
+    {
+        return serve_peer(peer, workload, *scale, *cut);
+    }
     match run(&args) {
         Ok(report) => {
             if args.json {
@@ -69,7 +109,9 @@ fn main() -> ExitCode {
             if report.all_ok() {
                 ExitCode::SUCCESS
             } else {
-                eprintln!("sencha-bench: a marker disagreed with the oracle");
+                eprintln!(
+                    "sencha-bench: a marker disagreed with the oracle (or a peer's check failed)"
+                );
                 ExitCode::FAILURE
             }
         }
@@ -108,6 +150,20 @@ fn run(args: &Args) -> Result<Report, String> {
     }
     let kernels = parse_kernels(&args.kernel)?;
     let algorithms = parse_markers(&args.marker)?;
+    let peers = parse_peers(&args.peer)?;
+    let exe = if peers.is_empty() {
+        None
+    } else {
+        Some(std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?)
+    };
+
+    let mut configs: Vec<(Algorithm, Kernel)> = Vec::new();
+    if algorithms.contains(&Algorithm::Baseline) {
+        configs.push((Algorithm::Baseline, Kernel::scalar()));
+    }
+    if algorithms.contains(&Algorithm::GreenTea) {
+        configs.extend(kernels.iter().map(|&k| (Algorithm::GreenTea, k)));
+    }
 
     let mut report = Report::new(cores);
     for kind in kinds {
@@ -116,12 +172,13 @@ fn run(args: &Args) -> Result<Report, String> {
             (None, Some(mib)) => mib / kind.default_mib(),
             (None, None) => 1.0,
         };
+        let start = Instant::now();
         let w = build_with_progress(kind, scale)?;
         let info = WorkloadInfo {
             name: kind.name().to_string(),
             objects: w.objects,
             live_mib: w.live_bytes as f64 / (1 << 20) as f64,
-            build_ms: 0.0,
+            build_ms: start.elapsed().as_secs_f64() * 1e3,
         };
         // The oracle's marked set, once per workload.
         let mut heap = w.heap;
@@ -133,42 +190,208 @@ fn run(args: &Args) -> Result<Report, String> {
         report
             .rows
             .push(Row::from_stats(&info.name, &oracle, oracle.wall, true));
+        for &p in &peers {
+            if !p.supports(kind) {
+                eprintln!(
+                    "sencha-bench: {} has no version of workload {}; no {0} rows for it",
+                    p.name(),
+                    kind.name()
+                );
+            }
+        }
 
+        let mut target = Target {
+            kind,
+            scale,
+            heap: &mut heap,
+            roots: &w.roots,
+            want: &want,
+            objects: w.objects,
+            live_bytes: w.live_bytes,
+        };
+        let peers: Vec<PeerKind> = peers.iter().copied().filter(|p| p.supports(kind)).collect();
         for &n in &workers {
-            let mut configs: Vec<(Algorithm, Kernel)> = Vec::new();
-            if algorithms.contains(&Algorithm::Baseline) {
-                configs.push((Algorithm::Baseline, Kernel::scalar()));
-            }
-            if algorithms.contains(&Algorithm::GreenTea) {
-                configs.extend(kernels.iter().map(|&k| (Algorithm::GreenTea, k)));
-            }
-            for (algorithm, kernel) in configs {
-                let marker = Marker::builder()
-                    .workers(n)
-                    .algorithm(algorithm)
-                    .kernel(KernelChoice::from(kernel))
-                    .build()
-                    .map_err(|e| e.to_string())?;
-                let mut times = Vec::with_capacity(args.repeat);
-                let mut last: Option<MarkStats> = None;
-                let mut ok = true;
-                for _ in 0..args.repeat {
-                    heap.clear_marks();
-                    let s = marker.mark(&heap, &w.roots).map_err(|e| e.to_string())?;
-                    ok &= heap.marked_objects() == want;
-                    times.push(s.wall);
-                    last = Some(s);
-                }
-                heap.clear_marks();
-                let stats = last.expect("repeat >= 1");
-                report
-                    .rows
-                    .push(Row::from_stats(&info.name, &stats, median(&mut times), ok));
-            }
+            let job = Job {
+                workers: n,
+                configs: &configs,
+                peers: &peers,
+                exe: exe.as_deref(),
+                repeat: args.repeat,
+                peer_cut: args.peer_cut,
+            };
+            mark_at(&mut target, &job, &mut report)?;
         }
     }
     report.fill_speedups();
     Ok(report)
+}
+
+/// One built workload, as the marks see it.
+struct Target<'a> {
+    kind: Kind,
+    scale: f64,
+    heap: &'a mut Heap,
+    roots: &'a Roots,
+    /// The oracle's marked set.
+    want: &'a [usize],
+    objects: usize,
+    live_bytes: usize,
+}
+
+/// What to run at one worker count.
+struct Job<'a> {
+    workers: usize,
+    configs: &'a [(Algorithm, Kernel)],
+    peers: &'a [PeerKind],
+    exe: Option<&'a Path>,
+    repeat: usize,
+    peer_cut: bool,
+}
+
+/// Marks `t` `job.repeat` times with every configuration and every peer, interleaved: each
+/// repetition marks once with every configuration, then once with every peer, so the slow
+/// drifts of a shared machine hit all of them alike. Pushes one row per configuration and peer.
+fn mark_at(t: &mut Target<'_>, job: &Job<'_>, report: &mut Report) -> Result<(), String> {
+    let name = t.kind.name();
+    let n = job.workers;
+    let mut runs = Vec::with_capacity(job.configs.len());
+    for &(algorithm, kernel) in job.configs {
+        let marker = Marker::builder()
+            .workers(n)
+            .algorithm(algorithm)
+            .kernel(match kernel.name() {
+                "avx512" => KernelChoice::Avx512,
+                _ => KernelChoice::Scalar,
+            })
+            .build()
+            .map_err(|e| e.to_string())?;
+        runs.push(MarkerRun {
+            marker,
+            times: Vec::with_capacity(job.repeat),
+            last: None,
+            ok: true,
+        });
+    }
+    let mut peer_runs = Vec::with_capacity(job.peers.len());
+    for &p in job.peers {
+        let exe = job.exe.ok_or("no program path")?;
+        let process = PeerProcess::spawn(exe, p, t.kind, t.scale, n, job.peer_cut)
+            .map_err(|e| e.to_string())?;
+        peer_runs.push(PeerRun {
+            peer: p,
+            process,
+            times: Vec::with_capacity(job.repeat),
+            last: None,
+            overflows: 0,
+            ok: true,
+        });
+    }
+    for _ in 0..job.repeat {
+        for r in &mut runs {
+            t.heap.clear_marks();
+            let s = r.marker.mark(t.heap, t.roots).map_err(|e| e.to_string())?;
+            r.ok &= t.heap.marked_objects() == t.want;
+            r.times.push(s.wall);
+            r.last = Some(s);
+        }
+        for p in &mut peer_runs {
+            let m = p.process.mark().map_err(|e| e.to_string())?;
+            // The peer's check passed, and it found sencha's heap: the same objects and
+            // requested bytes.
+            p.ok &= m.bad == 0 && m.objects == t.objects && m.bytes == t.live_bytes;
+            p.overflows += m.overflows;
+            p.times.push(Duration::from_secs_f64(m.ms / 1e3));
+            p.last = Some(m);
+        }
+    }
+    t.heap.clear_marks();
+    for mut r in runs {
+        let stats = r.last.take().ok_or("no mark ran")?;
+        report
+            .rows
+            .push(Row::from_stats(name, &stats, median(&mut r.times), r.ok));
+    }
+    for mut p in peer_runs {
+        let m = p.last.take().ok_or("no peer mark ran")?;
+        let ready = p.process.ready.clone();
+        p.process.finish().map_err(|e| e.to_string())?;
+        report.rows.push(Row::peer(
+            name,
+            p.peer.name(),
+            n,
+            m.objects,
+            m.bytes,
+            median(&mut p.times),
+            p.ok,
+        ));
+        report.peers.push(PeerInfo {
+            peer: p.peer.name().to_string(),
+            collector: ready.collector,
+            workload: name.to_string(),
+            workers: n,
+            build_ms: ready.build_ms,
+            warmups: ready.warmups,
+            settled: ready.settled,
+            heap_mib: m.heap_bytes as f64 / (1 << 20) as f64,
+            overflows: ready.counts_overflows.then_some(p.overflows),
+        });
+    }
+    Ok(())
+}
+
+/// One sencha marker configuration's marks on one workload and worker count.
+struct MarkerRun {
+    marker: Marker,
+    times: Vec<Duration>,
+    last: Option<MarkStats>,
+    ok: bool,
+}
+
+/// One peer child's marks on one workload and worker count.
+struct PeerRun {
+    peer: PeerKind,
+    process: PeerProcess,
+    times: Vec<Duration>,
+    last: Option<peer::PeerMark>,
+    overflows: usize,
+    ok: bool,
+}
+
+/// The hidden `serve-peer` subcommand: the child side of `--peer`.
+fn serve_peer(peer: &str, workload: &str, scale: f64, cut: bool) -> ExitCode {
+    let parsed = PeerKind::from_name(peer)
+        .map_err(|e| e.to_string())
+        .and_then(|p| {
+            let kind = Kind::from_name(workload)
+                .ok_or_else(|| format!("unknown workload {workload:?}"))?;
+            if !(scale.is_finite() && scale > 0.0 && scale <= 64.0 * 1024.0) {
+                return Err(format!("--scale must be a positive number, not {scale}"));
+            }
+            Ok((p, kind))
+        });
+    let (peer, kind) = match parsed {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("sencha-bench serve-peer: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    match peer::serve(
+        peer,
+        kind,
+        scale,
+        cut,
+        &mut stdin.lock(),
+        &mut stdout.lock(),
+    ) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sencha-bench serve-peer: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn median(times: &mut [Duration]) -> Duration {
@@ -213,6 +436,17 @@ fn parse_markers(names: &[String]) -> Result<Vec<Algorithm>, String> {
             )),
         })
         .collect()
+}
+
+fn parse_peers(names: &[String]) -> Result<Vec<PeerKind>, String> {
+    let mut peers = Vec::new();
+    for n in names {
+        let p = PeerKind::from_name(n.trim()).map_err(|e| e.to_string())?;
+        if !peers.contains(&p) {
+            peers.push(p);
+        }
+    }
+    Ok(peers)
 }
 
 /// Tiers from `--kernel`: a comma-separated list of names, `all` for every available tier.

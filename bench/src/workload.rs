@@ -98,10 +98,10 @@ pub struct Workload {
 pub fn build(kind: Kind, scale: f64, progress: &mut dyn FnMut(f64)) -> Result<Workload, String> {
     let mut heap = Heap::new();
     let roots = match kind {
-        Kind::Tree => tree(&mut heap, levels(scale), false, progress),
-        Kind::Shuffled => tree(&mut heap, levels(scale), true, progress),
-        Kind::Graph => graph(&mut heap, count(4 << 20, scale), progress),
-        Kind::List => list(&mut heap, count(4 << 20, scale), progress),
+        Kind::Tree => tree(&mut heap, tree_nodes(scale), false, progress),
+        Kind::Shuffled => tree(&mut heap, tree_nodes(scale), true, progress),
+        Kind::Graph => graph(&mut heap, graph_objects(scale), progress),
+        Kind::List => list(&mut heap, list_cells(scale), progress),
         Kind::Arrays => arrays(&mut heap, count(64, scale), progress),
         Kind::Document => document(&mut heap, count(1 << 20, scale), progress),
     }
@@ -125,32 +125,113 @@ pub fn levels(scale: f64) -> u32 {
     (22.0 + scale.max(1e-6).log2()).round().clamp(1.0, 30.0) as u32
 }
 
+/// Nodes of the tree (and of the shuffled tree) at `scale`: 2^[`levels`] − 1.
+pub fn tree_nodes(scale: f64) -> usize {
+    (1usize << levels(scale)) - 1
+}
+
+/// Objects of the graph at `scale`, not counting its root array: 4·2^20 at scale 1.
+pub fn graph_objects(scale: f64) -> usize {
+    count(4 << 20, scale)
+}
+
+/// Cells of the list at `scale`: 4·2^20 at scale 1.
+pub fn list_cells(scale: f64) -> usize {
+    count(4 << 20, scale)
+}
+
+/// The seed of the graph's splitmix64 stream.
+pub const GRAPH_SEED: u64 = 42;
+/// The seed of the shuffled tree's splitmix64 stream.
+pub const SHUFFLE_SEED: u64 = 7;
+
+/// The order in which the `n` nodes of the tree are allocated: the `j`-th node allocated is
+/// node `order[j]`; node `k`'s children are nodes `2k+1` and `2k+2` (the workloads use
+/// perfect trees, `n = 2^levels − 1`; the order is a permutation of `0..n` for any `n`).
+///
+/// Unshuffled, that is depth-first pre-order (a node, its whole left subtree, its whole right
+/// subtree). Shuffled, node `k` gets the `perm[k]`-th allocation, where `perm` is the identity
+/// shuffled by Fisher–Yates from splitmix64 seed [`SHUFFLE_SEED`] (`i` from `n − 1` down to 1,
+/// swap with `below(i + 1)`). sencha's heap and the peers' heaps are built from this one order.
+pub fn tree_alloc_order(n: usize, shuffle: bool) -> Vec<usize> {
+    let mut order = Vec::with_capacity(n);
+    if shuffle {
+        let mut perm: Vec<usize> = (0..n).collect();
+        let mut r = SplitMix64::new(SHUFFLE_SEED);
+        for i in (1..n).rev() {
+            perm.swap(i, r.below(i + 1));
+        }
+        order.resize(n, 0);
+        for (k, &j) in perm.iter().enumerate() {
+            order[j] = k;
+        }
+    } else if n > 0 {
+        let mut stack = vec![0usize];
+        while let Some(k) = stack.pop() {
+            order.push(k);
+            // Right first, so the left subtree is allocated first.
+            stack.extend([2 * k + 2, 2 * k + 1].into_iter().filter(|&c| c < n));
+        }
+    }
+    order
+}
+
+/// The random graph's plan, as the module docs define it: each object's default class (an
+/// index into [`sencha::SizeClass::DEFAULTS`]) and the objects its words 0 and 1 point to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GraphPlan {
+    /// Object `i`'s class index, in allocation order.
+    pub class: Vec<u8>,
+    /// Object `i`'s two edges.
+    pub edges: Vec<[usize; 2]>,
+}
+
+impl GraphPlan {
+    /// The plan of `n` objects: splitmix64 seed [`GRAPH_SEED`], first the `n` class draws
+    /// (`r % W` over weights `floor(2^20 / size)`), then the `2n` edge draws (`% n`).
+    pub fn new(n: usize) -> Self {
+        let weights: Vec<u64> = sencha::SizeClass::DEFAULTS
+            .iter()
+            .map(|c| (1u64 << 20) / c.bytes() as u64)
+            .collect();
+        let total: u64 = weights.iter().sum();
+        let mut r = SplitMix64::new(GRAPH_SEED);
+        let class = (0..n)
+            .map(|_| {
+                let mut x = r.next_u64() % total;
+                let mut ci = 0;
+                while x >= weights[ci] {
+                    x -= weights[ci];
+                    ci += 1;
+                }
+                ci as u8
+            })
+            .collect();
+        let edges = (0..n)
+            .map(|_| {
+                let a = (r.next_u64() % n as u64) as usize;
+                let b = (r.next_u64() % n as u64) as usize;
+                [a, b]
+            })
+            .collect();
+        GraphPlan { class, edges }
+    }
+
+    /// Object `i`'s size in bytes.
+    pub fn bytes(&self, i: usize) -> usize {
+        sencha::SizeClass::DEFAULTS[usize::from(self.class[i])].bytes()
+    }
+}
+
 type Built = Result<Roots, sencha::spans::Error>;
 
 /// The tree: node `{left, right, index, depth}`, pre-order (or shuffled) allocation.
-fn tree(heap: &mut Heap, levels: u32, shuffle: bool, progress: &mut dyn FnMut(f64)) -> Built {
+fn tree(heap: &mut Heap, n: usize, shuffle: bool, progress: &mut dyn FnMut(f64)) -> Built {
     let node = Layout::with_pointers(32, 0b11)?;
-    let n = (1usize << levels) - 1;
     // Node k's children are 2k+1 and 2k+2 (heap order); `addr[k]` is its address.
     let mut addr = vec![0usize; n];
-    if shuffle {
-        for a in addr.iter_mut() {
-            *a = heap.alloc(&node)?;
-        }
-        let mut r = SplitMix64::new(7);
-        for i in (1..n).rev() {
-            addr.swap(i, r.below(i + 1));
-        }
-    } else {
-        // Depth-first pre-order: parent, whole left subtree, whole right subtree.
-        let mut stack = vec![0usize];
-        while let Some(k) = stack.pop() {
-            addr[k] = heap.alloc(&node)?;
-            if 2 * k + 2 < n {
-                stack.push(2 * k + 2);
-                stack.push(2 * k + 1);
-            }
-        }
+    for k in tree_alloc_order(n, shuffle) {
+        addr[k] = heap.alloc(&node)?;
     }
     progress(0.5);
     for k in 0..n {
@@ -172,39 +253,26 @@ fn tree(heap: &mut Heap, levels: u32, shuffle: bool, progress: &mut dyn FnMut(f6
     Ok(Roots::precise([addr[0]]))
 }
 
-/// The random graph, exactly as the module docs define it.
+/// The random graph, exactly as the module docs define it ([`GraphPlan`]).
 fn graph(heap: &mut Heap, n: usize, progress: &mut dyn FnMut(f64)) -> Built {
-    let classes = sencha::SizeClass::DEFAULTS;
-    let weights: Vec<u64> = classes
-        .iter()
-        .map(|c| (1u64 << 20) / c.bytes() as u64)
-        .collect();
-    let total: u64 = weights.iter().sum();
-    let layouts: Vec<Layout> = classes
+    let layouts: Vec<Layout> = sencha::SizeClass::DEFAULTS
         .iter()
         .map(|c| Layout::with_pointers(c.bytes(), 0b11))
         .collect::<Result<_, _>>()?;
-    let mut r = SplitMix64::new(42);
+    let plan = GraphPlan::new(n);
+    progress(0.2);
     let mut objs = Vec::with_capacity(n);
-    for i in 0..n {
-        let mut x = r.next_u64() % total;
-        let mut ci = 0;
-        while x >= weights[ci] {
-            x -= weights[ci];
-            ci += 1;
-        }
-        objs.push(heap.alloc(&layouts[ci])?);
+    for (i, &c) in plan.class.iter().enumerate() {
+        objs.push(heap.alloc(&layouts[usize::from(c)])?);
         if i % (1 << 18) == 0 {
-            progress(0.4 * i as f64 / n as f64);
+            progress(0.2 + 0.3 * i as f64 / n as f64);
         }
     }
-    for (i, &o) in objs.iter().enumerate() {
-        let a = objs[(r.next_u64() % n as u64) as usize];
-        let b = objs[(r.next_u64() % n as u64) as usize];
-        heap.write_word(o, 0, a)?;
-        heap.write_word(o, 1, b)?;
+    for (i, (&o, &[a, b])) in objs.iter().zip(&plan.edges).enumerate() {
+        heap.write_word(o, 0, objs[a])?;
+        heap.write_word(o, 1, objs[b])?;
         if i % (1 << 18) == 0 {
-            progress(0.4 + 0.4 * i as f64 / n as f64);
+            progress(0.5 + 0.3 * i as f64 / n as f64);
         }
     }
     let root = heap.alloc(&Layout::all_pointers(8 * n)?)?;
@@ -345,6 +413,90 @@ mod tests {
                 kind.name()
             );
         }
+    }
+
+    #[test]
+    fn tree_alloc_order_is_pre_order_or_the_seeded_shuffle() {
+        for n in [1usize, 2, 3, 7, 100, 1023] {
+            // Pre-order: each node right after its parent's left subtree, or after its parent.
+            let order = tree_alloc_order(n, false);
+            let mut pos = vec![usize::MAX; n];
+            for (j, &k) in order.iter().enumerate() {
+                assert_eq!(pos[k], usize::MAX, "node {k} allocated twice");
+                pos[k] = j;
+            }
+            assert_eq!(order.first(), Some(&0));
+            let size = |k: usize| {
+                let mut count = 0;
+                let mut stack = vec![k];
+                while let Some(x) = stack.pop() {
+                    if x < n {
+                        count += 1;
+                        stack.extend([2 * x + 1, 2 * x + 2]);
+                    }
+                }
+                count
+            };
+            for k in 0..n {
+                if 2 * k + 1 < n {
+                    assert_eq!(pos[2 * k + 1], pos[k] + 1, "n {n}: left child of {k}");
+                }
+                if 2 * k + 2 < n {
+                    assert_eq!(
+                        pos[2 * k + 2],
+                        pos[k] + 1 + size(2 * k + 1),
+                        "n {n}: right of {k}"
+                    );
+                }
+            }
+            // Shuffled: the definition written out — allocate in order, then Fisher–Yates over
+            // the address array (seed 7) — gives node k the same allocation.
+            let mut addr: Vec<usize> = (0..n).collect();
+            let mut r = SplitMix64::new(7);
+            for i in (1..n).rev() {
+                addr.swap(i, r.below(i + 1));
+            }
+            let order = tree_alloc_order(n, true);
+            let mut got = vec![usize::MAX; n];
+            for (j, &k) in order.iter().enumerate() {
+                got[k] = j;
+            }
+            assert_eq!(got, addr, "n {n}");
+        }
+    }
+
+    #[test]
+    fn graph_plan_follows_the_definition() {
+        // The module docs' definition, written out: all class draws, then all edge draws.
+        let n = 5000;
+        let sizes = [
+            16u64, 24, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240, 256, 288,
+            320, 352, 384, 416, 448, 480, 512,
+        ];
+        let weights: Vec<u64> = sizes.iter().map(|s| (1 << 20) / s).collect();
+        let total: u64 = weights.iter().sum();
+        let mut r = SplitMix64::new(42);
+        let mut class = Vec::new();
+        for _ in 0..n {
+            let x = r.next_u64() % total;
+            let (mut acc, mut c) = (0, 0);
+            while x >= acc + weights[c] {
+                acc += weights[c];
+                c += 1;
+            }
+            class.push(sizes[c] as usize);
+        }
+        let plan = GraphPlan::new(n);
+        for (i, &bytes) in class.iter().enumerate() {
+            assert_eq!(plan.bytes(i), bytes, "object {i}");
+            let a = (r.next_u64() % n as u64) as usize;
+            let b = (r.next_u64() % n as u64) as usize;
+            assert_eq!(plan.edges[i], [a, b], "object {i}");
+        }
+        // And sencha's heap is built from it: object count and bytes.
+        let g = build(Kind::Graph, n as f64 / (4 << 20) as f64, &mut |_| {}).unwrap();
+        assert_eq!(g.objects, n + 1);
+        assert_eq!(g.live_bytes, class.iter().sum::<usize>() + 8 * n);
     }
 
     #[test]

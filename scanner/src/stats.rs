@@ -150,6 +150,15 @@ impl fmt::Display for MarkStats {
             "  visited   {:>12} pointers {:>10} steals  {:>10} large chunks",
             self.pointers_visited, self.steals, self.large_chunks
         )?;
+        if self.weak_cleared + self.ephemeron_rounds + self.finalizable.len() > 0 {
+            writeln!(
+                f,
+                "  weak      {:>12} cleared  {:>10} ephemeron rounds  {:>4} finalizable",
+                self.weak_cleared,
+                self.ephemeron_rounds,
+                self.finalizable.len()
+            )?;
+        }
         let busy: Vec<String> = self
             .busy
             .iter()

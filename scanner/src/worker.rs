@@ -48,6 +48,9 @@ pub(crate) struct Shared<'h> {
     pub(crate) in_place: bool,
     /// Prefetch the mark lines of gathered pointers (DESIGN §5.4).
     pub(crate) prefetch: bool,
+    /// One worker: mark-line and scan-line steps use plain loads and stores instead of
+    /// atomic read-modify-writes (`protocol::MarkSpan`).
+    pub(crate) exclusive: bool,
     /// Set when a worker panicked: every worker stops taking work and returns.
     pub(crate) abort: AtomicBool,
     /// Tests only: the task at which worker 0 panics on purpose.
@@ -86,7 +89,8 @@ impl<'h> Sink<'_, 'h> {
                 class,
                 noscan,
             } => {
-                if !span.try_mark(index) || noscan {
+                let ex = self.shared.exclusive;
+                if !span.try_mark(index, ex) || noscan {
                     return;
                 }
                 match self.shared.algorithm {
@@ -95,7 +99,7 @@ impl<'h> Sink<'_, 'h> {
                             // A pointer into the span being scanned: the scan's next round
                             // takes it, without a queue round trip (DESIGN §5.5).
                             self.found.push(index as u32);
-                        } else if span.acquire() {
+                        } else if span.acquire(ex) {
                             let w = SpanWork {
                                 span,
                                 index: index as u32,
@@ -309,11 +313,11 @@ impl<'s, 'h> Ctx<'s, 'h> {
             // Nobody marked anything else here since the span was queued: only the object
             // that queued it is new. Its scanned bit still decides, so it is scanned once.
             self.sink.stats.spans_single += 1;
-            if mark.try_scan(w.index as usize) {
+            if mark.try_scan(w.index as usize, self.sink.shared.exclusive) {
                 self.sink.scan_object(span, w.index as usize, class);
             }
         } else {
-            let grey = mark.take_grey();
+            let grey = mark.take_grey(self.sink.shared.exclusive);
             self.scan_grey(span, class, &grey);
         }
         // Rounds over the objects this worker marked in this span while scanning it. Claiming
@@ -323,7 +327,7 @@ impl<'s, 'h> Ctx<'s, 'h> {
             if self.sink.found.len() == 1 {
                 // A chain (one new object per step): follow it without building a round.
                 self.sink.found.clear();
-                if mark.try_scan(last as usize) {
+                if mark.try_scan(last as usize, self.sink.shared.exclusive) {
                     self.sink.scan_object(span, last as usize, class);
                 }
                 continue;
@@ -335,7 +339,7 @@ impl<'s, 'h> Ctx<'s, 'h> {
             let mut grey = [0u64; LINE_WORDS];
             for (i, (&f, g)) in found.iter().zip(grey.iter_mut()).enumerate() {
                 if f != 0 {
-                    *g = mark.claim_scan(i, f);
+                    *g = mark.claim_scan(i, f, self.sink.shared.exclusive);
                 }
             }
             self.scan_grey(span, class, &grey);

@@ -27,6 +27,7 @@ use crate::class::SizeClass;
 use crate::error::Error;
 use crate::heap::{Heap, MarkState, Resolved};
 use crate::large::LargeObject;
+use crate::line;
 use crate::span::{LINE_WORDS, Owner, Span};
 
 /// An open mark of one heap (see the module docs). Dropping it without
@@ -48,7 +49,9 @@ impl Heap {
     ///   marked bit it sets is eventually scanned: each grey object taken by
     ///   [`MarkSpan::take_grey`], [`MarkSpan::claim_scan`] or [`MarkSpan::try_scan`] has its
     ///   pointers visited), before calling [`MarkSession::finish`];
-    /// - not use a [`MarkSpan`] or [`MarkLarge`] after the session ends.
+    /// - not use a [`MarkSpan`] or [`MarkLarge`] after the session ends;
+    /// - pass `exclusive = true` to [`MarkSpan`] steps only while it is the only thread
+    ///   marking the heap.
     ///
     /// Breaking these cannot cause undefined behaviour inside sencha, but it makes the next
     /// [`Heap::sweep`] free live objects, which the runtime then uses.
@@ -138,6 +141,12 @@ pub enum Target<'h> {
 }
 
 /// A span, with the protocol steps that change its marked, scanned and owner bits.
+///
+/// Each step takes `exclusive`: true when the calling thread is the only one marking this heap
+/// (a one-worker mark, the reference mark): the step then uses plain atomic loads and stores
+/// instead of read-modify-writes (no locked instruction on x86-64). With more than one marking
+/// thread it must be false, or marks can be lost (not undefined behaviour: every access is
+/// still atomic).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct MarkSpan<'h>(Span<'h>);
 
@@ -150,41 +159,42 @@ impl<'h> MarkSpan<'h> {
 
     /// Sets object `index`'s marked bit; true if this call set it (it was white).
     #[inline]
-    pub fn try_mark(self, index: usize) -> bool {
-        self.0.try_mark(index)
+    pub fn try_mark(self, index: usize, exclusive: bool) -> bool {
+        debug_assert!(index < self.0.class().capacity());
+        line::try_mark(self.0.mark_line(), index, exclusive)
     }
 
     /// After a new mark: take ownership of the span (true: the caller queues it) or raise it
     /// to `Many` (false: the queued scan will see the new object).
     #[inline]
-    pub fn acquire(self) -> bool {
-        self.0.acquire()
+    pub fn acquire(self, exclusive: bool) -> bool {
+        line::acquire(self.0.mark_line(), exclusive)
     }
 
     /// On taking the span from a queue: give up ownership and say what it was.
     #[inline]
     pub fn release(self) -> Owner {
-        self.0.release()
+        line::release(self.0.mark_line())
     }
 
     /// Takes the grey objects (`marked & !scanned`) and marks them scanned: the caller must
     /// scan every one.
     #[inline]
-    pub fn take_grey(self) -> [u64; LINE_WORDS] {
-        self.0.take_grey()
+    pub fn take_grey(self, exclusive: bool) -> [u64; LINE_WORDS] {
+        line::take_grey(self.0.mark_line(), self.0.scan_line(), exclusive)
     }
 
     /// Claims the scans of the objects `mask` of scan-line word `i`; returns the ones this
     /// call claimed (the caller must scan them).
     #[inline]
-    pub fn claim_scan(self, i: usize, mask: u64) -> u64 {
-        self.0.claim_scan(i, mask)
+    pub fn claim_scan(self, i: usize, mask: u64, exclusive: bool) -> u64 {
+        line::claim_scan(self.0.scan_line(), i, mask, exclusive)
     }
 
     /// Claims object `index`'s scan; true if this call did (the caller must scan it).
     #[inline]
-    pub fn try_scan(self, index: usize) -> bool {
-        self.0.try_scan(index)
+    pub fn try_scan(self, index: usize, exclusive: bool) -> bool {
+        line::try_scan(self.0.scan_line(), index, exclusive)
     }
 }
 
@@ -419,7 +429,7 @@ fn grey<'h>(
             index,
             noscan,
             ..
-        } => span.try_mark(index) && !noscan,
+        } => span.try_mark(index, true) && !noscan, // single-threaded: exclusive
         Target::Large(l) => l.try_mark() && l.object().layout().has_pointers(),
     };
     if queue_it {
@@ -446,7 +456,7 @@ mod tests {
         assert!(matches!(second, Err(Error::MarkInProgress)));
         drop(second);
         match s.resolve(a) {
-            Target::Small { span, index, .. } => assert!(span.try_mark(index)),
+            Target::Small { span, index, .. } => assert!(span.try_mark(index, false)),
             t => panic!("{t:?}"),
         }
         s.finish();
@@ -475,14 +485,15 @@ mod tests {
         let crate::Resolved::Small(o) = s else {
             panic!("{s:?}")
         };
-        let span = o.span;
-        assert!(span.try_mark(495));
-        assert!(span.acquire());
-        assert!(!span.acquire()); // raised to Many
+        let span = MarkSpan(o.span);
+        assert!(span.try_mark(495, false));
+        assert!(span.acquire(false));
+        assert!(!span.acquire(false)); // raised to Many
+        let span = span.span();
         let w7 = span.mark_word(7).load(Ordering::Relaxed);
         assert_eq!(w7, 1 << 47 | 0x02 << 48 | OWNED | MANY);
         assert_eq!(span.owner(), Owner::Many);
-        assert_eq!(span.release(), Owner::Many);
+        assert_eq!(MarkSpan(span).release(), Owner::Many);
         assert!(!span.is_marked(496) && !span.is_marked(usize::MAX));
         assert_eq!(span.read_word(992), None);
         assert_eq!(span.read_word(0), Some(0));

@@ -350,37 +350,7 @@ impl<'h> Span<'h> {
     #[inline]
     pub(crate) fn try_mark(self, index: usize) -> bool {
         debug_assert!(index < self.class().capacity());
-        line::try_mark(self.mark_line(), index)
-    }
-
-    /// See `line::acquire`.
-    #[inline]
-    pub(crate) fn acquire(self) -> bool {
-        line::acquire(self.mark_line())
-    }
-
-    /// See `line::release`.
-    #[inline]
-    pub(crate) fn release(self) -> Owner {
-        line::release(self.mark_line())
-    }
-
-    /// See `line::take_grey`.
-    #[inline]
-    pub(crate) fn take_grey(self) -> [u64; LINE_WORDS] {
-        line::take_grey(self.mark_line(), self.scan_line())
-    }
-
-    /// See `line::claim_scan`.
-    #[inline]
-    pub(crate) fn claim_scan(self, i: usize, mask: u64) -> u64 {
-        line::claim_scan(self.scan_line(), i, mask)
-    }
-
-    /// See `line::try_scan`.
-    #[inline]
-    pub(crate) fn try_scan(self, index: usize) -> bool {
-        line::try_scan(self.scan_line(), index)
+        line::try_mark(self.mark_line(), index, false)
     }
 
     /// The pointer bitmap as 16 words.

@@ -116,6 +116,7 @@ fn closure(
         dense_min: dense_min(kernel),
         in_place,
         prefetch,
+        exclusive: workers == 1,
         abort: AtomicBool::new(false),
         #[cfg(any(test, feature = "testing"))]
         panic_at,

@@ -20,6 +20,9 @@ impl Word for AtomicU64 {
     fn load(&self, order: Ordering) -> u64 {
         AtomicU64::load(self, order)
     }
+    fn store(&self, v: u64, order: Ordering) {
+        AtomicU64::store(self, v, order)
+    }
     fn fetch_or(&self, v: u64, order: Ordering) -> u64 {
         AtomicU64::fetch_or(self, v, order)
     }
@@ -50,8 +53,8 @@ impl Lines {
             mark: std::array::from_fn(|_| AtomicU64::new(0)),
             scan: std::array::from_fn(|_| AtomicU64::new(0)),
         };
-        assert!(try_mark(&lines.mark, first));
-        assert!(acquire(&lines.mark));
+        assert!(try_mark(&lines.mark, first, false));
+        assert!(acquire(&lines.mark, false));
         Arc::new(lines)
     }
 }
@@ -63,12 +66,12 @@ fn owner_scan(l: &Lines, rider: usize) -> Vec<usize> {
     let mut took = Vec::new();
     match release(&l.mark) {
         Owner::One => {
-            if try_scan(&l.scan, rider) {
+            if try_scan(&l.scan, rider, false) {
                 took.push(rider);
             }
         }
         Owner::Many | Owner::Unowned => {
-            let grey = take_grey(&l.mark, &l.scan);
+            let grey = take_grey(&l.mark, &l.scan, false);
             for (w, g) in grey.iter().enumerate() {
                 let mut g = *g;
                 while g != 0 {
@@ -83,7 +86,7 @@ fn owner_scan(l: &Lines, rider: usize) -> Vec<usize> {
 
 /// A discoverer marks `index` (the worker's `discover`): true if it must queue the span again.
 fn discover(l: &Lines, index: usize) -> bool {
-    try_mark(&l.mark, index) && acquire(&l.mark)
+    try_mark(&l.mark, index, false) && acquire(&l.mark, false)
 }
 
 /// After the threads ran: every marked object was taken by a scan, or a queue entry exists
@@ -137,8 +140,8 @@ fn loom_mark_vs_release_loses_nothing() {
 fn loom_mark_into_many_span_loses_nothing() {
     loom::model(|| {
         let l = Lines::queued_by(0);
-        assert!(try_mark(&l.mark, 64)); // object 64: another word of the mark line
-        assert!(!acquire(&l.mark)); // raised to Many
+        assert!(try_mark(&l.mark, 64, false)); // object 64: another word of the mark line
+        assert!(!acquire(&l.mark, false)); // raised to Many
         let d = {
             let l = l.clone();
             thread::spawn(move || discover(&l, 130))
@@ -174,14 +177,14 @@ fn loom_two_discoverers_and_owner_lose_nothing() {
 fn loom_round_claim_vs_take_grey_scans_once() {
     loom::model(|| {
         let l = Lines::queued_by(0);
-        assert!(try_mark(&l.mark, 1));
-        assert!(try_mark(&l.mark, 2));
+        assert!(try_mark(&l.mark, 1, false));
+        assert!(try_mark(&l.mark, 2, false));
         let other = {
             let l = l.clone();
-            thread::spawn(move || take_grey(&l.mark, &l.scan))
+            thread::spawn(move || take_grey(&l.mark, &l.scan, false))
         };
         // This worker marked 1 and 2 while scanning the span in place: it claims them.
-        let mine = claim_scan(&l.scan, 0, 0b110);
+        let mine = claim_scan(&l.scan, 0, 0b110, false);
         let theirs = other.join().unwrap()[0];
         assert_eq!(mine & theirs, 0, "an object was claimed twice");
         assert_eq!(

@@ -29,7 +29,7 @@
 //!    one 256-bit register, so a per-class table of 16 rows per grey nibble (32 bytes each,
 //!    built at compile time by `const fn`) gives them with two loads and a `vpor`, and one
 //!    unaligned 32-byte store puts them in place. Rows are zero past byte `words`, and the next
-//!    store overwrites those bytes. `ceil(capacity / 8)` iterations: 14 for 72-byte objects, 4
+//!    store overwrites those bytes. At most `ceil(capacity / 8)` steps: 14 for 72-byte objects, 4
 //!    for 248-byte ones, 1 KiB of table per class. Objects of up to 8 words take one `u64`
 //!    per grey byte instead, from a 256-entry table (2 KiB per class), with a plain unaligned
 //!    8-byte store: 62 of them for 16-byte objects. Objects of 32 words and more (at most 31 per
@@ -37,7 +37,9 @@
 //!    with `tzcnt`/`blsr`.
 //! 2. **Capacity for free.** Grey bits at or past the capacity are cleared by one AND with a
 //!    per-class mask before expanding, so words past the last object are never selected (the
-//!    scalar tier stops at the first such bit, which is equivalent).
+//!    scalar tier stops at the first such bit, which is equivalent). The same pass finds the
+//!    non-zero grey bytes (`vpcmpeqb`/`vpmovmskb`), and trick 1 visits only those, in
+//!    ascending order (`tzcnt`/`blsr`): a span with a few grey objects expands in a few steps.
 //! 3. **Two walks, no branch per quad.** In the same pass as the AND with the pointer bitmap,
 //!    the 128 mask bytes are split into 256 nibble bytes in quad order (`vpand`/`vpsrlw`, byte
 //!    unpacks, lane permutes) and `vpcmpeqb`/`vpmovmskb` turn those into a 256-bit "quad has
@@ -278,24 +280,17 @@ pub unsafe fn gather(
     debug_assert!(range.lo() >= 1 && range.lo() <= range.hi());
     let class = span.class();
     let words = class.words();
-    let cap = &CAPACITY.0[words];
-    let grey: [u64; LINE_WORDS] = std::array::from_fn(|i| grey[i] & cap[i]);
-    if grey.iter().all(|&g| g == 0) {
+    let (grey, bytes) = below_capacity(grey, &CAPACITY.0[words]);
+    if bytes == 0 {
         return 0;
     }
     let mut mask = WordMask([0; MASK_WORDS]);
     if words <= WORD_MAX_WORDS {
-        expand_words(
-            &WORD_TABLES[words],
-            &grey,
-            class.capacity(),
-            words,
-            &mut mask,
-        );
+        expand_words(&WORD_TABLES[words], &grey.0, bytes, words, &mut mask);
     } else if words <= TABLE_MAX_WORDS {
-        expand_rows(&TABLES[words], &grey, class.capacity(), words, &mut mask);
+        expand_rows(&TABLES[words], &grey.0, bytes, words, &mut mask);
     } else {
-        expand_runs(&grey, words, &mut mask);
+        expand_runs(&grey.0, words, &mut mask);
     }
     let (summary, quads) = restrict(span, &mut mask);
     if quads >= DENSE_MIN_QUADS {
@@ -305,45 +300,84 @@ pub unsafe fn gather(
     }
 }
 
-/// Trick 1 for objects of at most [`TABLE_MAX_WORDS`] words: ORs two table rows per grey byte
-/// into `mask`. `grey` has no bits at or past `capacity` (trick 2), and `t` is the class's table.
+/// The grey mask, 32-byte aligned.
+#[repr(C, align(32))]
+struct Grey([u64; LINE_WORDS]);
+
+/// Trick 2: `grey` without the bits at or past the capacity (`cap`: the class's
+/// [`CAPACITY`] row), and the grey bytes that are not zero (bit `b` for byte `b`).
+#[inline]
+#[target_feature(enable = "avx2,bmi1,bmi2,popcnt")]
+fn below_capacity(grey: &[u64; LINE_WORDS], cap: &[u64; LINE_WORDS]) -> (Grey, u64) {
+    let mut out = Grey([0; LINE_WORDS]);
+    let mut nonzero = 0;
+    for h in 0..2 {
+        // SAFETY: `grey` and `cap` are references to 8 words, so words 4h..4h+4 are in bounds
+        // for h < 2; the loads are unaligned.
+        let (g, c) = unsafe {
+            (
+                _mm256_loadu_si256(grey.as_ptr().add(4 * h).cast()),
+                _mm256_loadu_si256(cap.as_ptr().add(4 * h).cast()),
+            )
+        };
+        let g = _mm256_and_si256(g, c);
+        // SAFETY: words 4h..4h+4 of `out.0` are in bounds and 32-byte aligned (Grey is
+        // repr(align(32))); we own `out`.
+        unsafe { _mm256_store_si256(out.0.as_mut_ptr().add(4 * h).cast(), g) };
+        let zero = _mm256_movemask_epi8(_mm256_cmpeq_epi8(g, _mm256_setzero_si256())) as u32;
+        nonzero |= u64::from(!zero) << (32 * h);
+    }
+    (out, nonzero)
+}
+
+/// Trick 1 for objects of at most [`TABLE_MAX_WORDS`] words: ORs two table rows per non-zero
+/// grey byte (bit `b` of `bytes` for byte `b`) into `mask`, in ascending order. `grey` has no
+/// bits at or past the capacity (trick 2), and `t` is the class's table.
 #[inline]
 #[target_feature(enable = "avx2,bmi1,bmi2,popcnt")]
 fn expand_rows(
     t: &ClassTable,
     grey: &[u64; LINE_WORDS],
-    capacity: usize,
+    bytes: u64,
     words: usize,
     mask: &mut WordMask,
 ) {
-    debug_assert!((2..=TABLE_MAX_WORDS).contains(&words) && capacity * words <= 8 * OBJECT_FRAMES);
+    debug_assert!((WORD_MAX_WORDS + 1..=TABLE_MAX_WORDS).contains(&words));
     let base = mask.0.as_mut_ptr().cast::<u8>();
-    for b in 0..capacity.div_ceil(8) {
+    let mut bytes = bytes;
+    while bytes != 0 {
+        let b = bytes.trailing_zeros() as usize;
+        bytes &= bytes - 1;
         let v = (grey[b / 8] >> (8 * (b % 8))) as usize;
         let bits = _mm256_or_si256(row(&t.lo[v & 15]), row(&t.hi[(v >> 4) & 15]));
-        // SAFETY: grey byte b holds objects 8b.. < capacity, whose words start at word
-        // 8b * words < capacity * words <= 8 * OBJECT_FRAMES, so byte b * words of the mask is
-        // below OBJECT_FRAMES and the 32 bytes stored end inside the mask's 8 * MASK_WORDS
-        // bytes (compile-time assert above), which we borrow mutably. Unaligned is fine.
+        // SAFETY: grey byte b is not zero, so it holds an object 8b.. below the capacity
+        // (trick 2 cleared the rest), whose words start at word 8b * words < capacity * words
+        // <= 8 * OBJECT_FRAMES; so byte b * words of the mask is below OBJECT_FRAMES and the
+        // 32 bytes stored end inside the mask's 8 * MASK_WORDS bytes (compile-time assert
+        // above), which we borrow mutably. Unaligned is fine.
         unsafe { _mm256_storeu_si256(base.add(b * words).cast(), bits) };
     }
 }
 
 /// Trick 1 for objects of at most [`WORD_MAX_WORDS`] words: one `u64` table entry per grey
 /// byte, stored unaligned at byte `b * words` (entries are zero past `words` bytes, and the next
-/// store overwrites those). Same preconditions as [`expand_rows`].
+/// store overwrites those; zero grey bytes are skipped, as their entries are zero). Same
+/// preconditions as [`expand_rows`].
 #[inline]
 #[target_feature(enable = "avx2,bmi1,bmi2,popcnt")]
 fn expand_words(
     t: &[u64; 256],
     grey: &[u64; LINE_WORDS],
-    capacity: usize,
+    bytes: u64,
     words: usize,
     mask: &mut WordMask,
 ) {
-    debug_assert!((2..=WORD_MAX_WORDS).contains(&words) && capacity * words <= 8 * OBJECT_FRAMES);
+    debug_assert!((2..=WORD_MAX_WORDS).contains(&words));
     let base = mask.0.as_mut_ptr().cast::<u8>();
-    for b in 0..capacity.div_ceil(8) {
+    let mut bytes = bytes;
+    while bytes != 0 {
+        let b = bytes.trailing_zeros() as usize;
+        bytes &= bytes - 1;
         let v = (grey[b / 8] >> (8 * (b % 8))) as u8;
         // SAFETY: as in expand_rows, byte b * words of the mask is below OBJECT_FRAMES, so the
         // 8 bytes written end inside the mask (which we borrow mutably); unaligned is fine.

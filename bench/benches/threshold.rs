@@ -85,7 +85,7 @@ fn sparse(
 }
 
 fn bench(c: &mut Criterion) {
-    let classes = [16usize, 32, 64, 128, 256, 512];
+    let classes = [16usize, 24, 32, 48, 64, 128, 256, 512];
     for bytes in classes {
         let class = SizeClass::new(bytes).expect("class");
         let (heap, obj) = full_heap(class);

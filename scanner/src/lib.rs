@@ -11,8 +11,8 @@
 //! - [`Marker`] runs the Green Tea marker ([`Algorithm::GreenTea`]) or the classic
 //!   object-at-a-time baseline ([`Algorithm::Baseline`]) on a rayon pool.
 //! - [`reference::mark`] is the obviously-correct single-threaded oracle.
-//! - [`Kernel`] is the span-kernel tier (`scalar` everywhere, `avx512` on x86_64 CPUs that have
-//!   it), detected once per marker.
+//! - [`Kernel`] is the span-kernel tier (`scalar` everywhere, `avx2` and `avx512` on x86_64 CPUs
+//!   that have them), detected once per marker.
 //!
 //! # Example: mark a small heap, then sweep
 //! ```
@@ -37,12 +37,17 @@
 //! let m = Marker::builder().kernel(KernelChoice::Scalar).build().unwrap();
 //! assert_eq!(m.kernel().name(), "scalar");
 //! ```
-//! The environment variable `SENCHA_KERNEL=scalar|avx512|auto` steers markers built with
-//! [`KernelChoice::Auto`] (the default); an explicit builder choice wins.
+//! The environment variable `SENCHA_KERNEL=scalar|avx2|avx512|auto` steers markers built with
+//! [`KernelChoice::Auto`] (the default); an explicit builder choice wins. Asking for a tier the
+//! CPU lacks ([`KernelChoice::Avx2`], `SENCHA_KERNEL=avx2`, ...) is
+//! [`Error::KernelUnavailable`].
 //!
 //! # Which kernel runs?
-//! [`Marker::kernel`] says. `avx512` needs AVX-512 F, BW, VL, DQ, VBMI, GFNI, BITALG, BMI1 and
-//! POPCNT; every other CPU runs `scalar`, which returns exactly the same results.
+//! [`Marker::kernel`] says. Detection prefers `avx512` (needs AVX-512 F, BW, VL, DQ, VBMI,
+//! GFNI, BITALG, BMI1 and POPCNT: Zen 4 and later, Ice Lake and later Xeons), then `avx2`
+//! (needs AVX2, BMI1, BMI2 and POPCNT: Haswell and later Intel cores, Zen 1 and later, and
+//! AVX-512 CPUs without VBMI such as Skylake-X), then `scalar`. Every tier returns exactly the
+//! same results. `docs/KERNELS.md` has the table of CPU families.
 //!
 //! # Custom allocators
 //! A runtime with its own allocator registers its spans and large objects with the heap

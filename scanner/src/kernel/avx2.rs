@@ -14,14 +14,13 @@
 //! ```text
 //! grey'    = grey & (bits below capacity)                 -- 496 object bits
 //! wordmask = expand(grey', words) & pointer bitmap        -- 1024 word bits, 128 bytes
-//! for each frame f < 124 (8 words = byte f of wordmask) that is non-empty (or every one):
-//!     for each quad of the frame (nibble of byte f):
-//!         v    = the quad's 4 words
-//!         keep = nibble & lanes of v with v - lo < hi - lo
-//!         out.push(compress(v, keep))
+//! for each quad q < 248 (4 words = nibble q of wordmask) that is non-empty (or every one):
+//!     v    = the quad's 4 words
+//!     keep = nibble q & lanes of v with v - lo < hi - lo
+//!     out.push(compress(v, keep))
 //! ```
-//! `expand` sets word bit `j` when object `j / words` is grey. Frames 124..128 are the span's
-//! metadata, never covered by an object, so the walks stop at frame 124.
+//! `expand` sets word bit `j` when object `j / words` is grey. Quads 248..256 are the span's
+//! metadata, never covered by an object, so the walks stop at quad 248.
 //!
 //! # Tricks
 //! 1. **Expansion by grey byte, two table rows per byte.** The 8 objects of grey byte `b` cover
@@ -30,19 +29,26 @@
 //!    one 256-bit register, so a per-class table of 16 rows per grey nibble (32 bytes each,
 //!    built at compile time by `const fn`) gives them with two loads and a `vpor`, and one
 //!    unaligned 32-byte store puts them in place. Rows are zero past byte `words`, and the next
-//!    store overwrites those bytes. `ceil(capacity / 8)` iterations: 62 for 16-byte objects, 4
-//!    for 248-byte ones, 1 KiB of table per class. Objects of 32 words and more (at most 31 per
+//!    store overwrites those bytes. At most `ceil(capacity / 8)` steps: 14 for 72-byte objects, 4
+//!    for 248-byte ones, 1 KiB of table per class. Objects of up to 8 words take one `u64`
+//!    per grey byte instead, from a 256-entry table (2 KiB per class), with a plain unaligned
+//!    8-byte store: 62 of them for 16-byte objects. Objects of 32 words and more (at most 31 per
 //!    span) are expanded object by object instead, a run of `words` ones per grey object found
 //!    with `tzcnt`/`blsr`.
 //! 2. **Capacity for free.** Grey bits at or past the capacity are cleared by one AND with a
 //!    per-class mask before expanding, so words past the last object are never selected (the
-//!    scalar tier stops at the first such bit, which is equivalent).
-//! 3. **Two walks, no branch per frame.** `vpcmpeqb`/`vpmovmskb` over the 128 mask bytes give a
-//!    "frame has pointers" summary (after the AND with the pointer bitmap, in the same pass).
-//!    Sparse spans walk only its set bits (`tzcnt`/`blsr`); dense spans (at least
-//!    [`DENSE_MIN_FRAMES`] non-empty frames, by a popcount) run all 124 frames straight
+//!    scalar tier stops at the first such bit, which is equivalent). The same pass finds the
+//!    non-zero grey bytes (`vpcmpeqb`/`vpmovmskb`), and trick 1 visits only those, in
+//!    ascending order (`tzcnt`/`blsr`): a span with a few grey objects expands in a few steps.
+//! 3. **Two walks, no branch per quad.** In the same pass as the AND with the pointer bitmap,
+//!    the 128 mask bytes are split into 256 nibble bytes in quad order (`vpand`/`vpsrlw`, byte
+//!    unpacks, lane permutes) and `vpcmpeqb`/`vpmovmskb` turn those into a 256-bit "quad has
+//!    pointers" summary. Sparse spans walk only its set bits (`tzcnt`/`blsr`); dense spans (at
+//!    least [`DENSE_MIN_QUADS`] non-empty quads, by a popcount) run all 248 quads straight
 //!    through, an empty quad costing a no-op compress instead of a mispredicted branch. No
-//!    grey object at all returns at once.
+//!    grey object at all returns at once. The pointer bitmap is moved into registers with
+//!    `vmovq`/`vpunpcklqdq` rather than reloaded from its copy, since a 32-byte load of four
+//!    8-byte stores still in flight cannot be store-forwarded.
 //! 4. **An unsigned range check with a signed compare.** AVX2's only 64-bit compare, `vpcmpgtq`,
 //!    is signed. `v - lo < hi - lo` (unsigned, `lo >= 1`: drops null, small integers and
 //!    out-of-heap values at once) is the same as the signed `v - (lo ^ 2^63) < (hi - lo) ^ 2^63`:
@@ -61,8 +67,10 @@
 use std::arch::x86_64::{
     __m256i, _mm256_and_si256, _mm256_castsi256_pd, _mm256_cmpeq_epi8, _mm256_cmpgt_epi64,
     _mm256_load_si256, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_movemask_pd,
-    _mm256_or_si256, _mm256_permutevar8x32_epi32, _mm256_set1_epi64x, _mm256_setzero_si256,
-    _mm256_store_si256, _mm256_storeu_si256, _mm256_sub_epi64,
+    _mm256_or_si256, _mm256_permute2x128_si256, _mm256_permutevar8x32_epi32, _mm256_set_epi64x,
+    _mm256_set1_epi8, _mm256_set1_epi64x, _mm256_setzero_si256, _mm256_srli_epi16,
+    _mm256_store_si256, _mm256_storeu_si256, _mm256_sub_epi64, _mm256_unpackhi_epi8,
+    _mm256_unpacklo_epi8,
 };
 
 use sencha_spans::Span;
@@ -85,9 +93,14 @@ pub fn detected() -> bool {
 const FRAMES: usize = SPAN_WORDS / 8;
 /// Frames that may hold object words: the rest of the span is metadata.
 const OBJECT_FRAMES: usize = OBJECT_BYTES / 64;
-/// With at least this many non-empty frames, walk every frame instead of the non-empty ones
-/// (trick 3). Measured on Zen 5 with 4096 random masks: see docs/PERFORMANCE.md.
-pub(super) const DENSE_MIN_FRAMES: u32 = (OBJECT_FRAMES as u32 * 7).div_ceil(8);
+/// With at least this many non-empty quads (half of them), walk every quad instead of the
+/// non-empty ones (trick 3). Measured on Zen 5 with random masks: the dense walk costs about
+/// 0.55 ns per quad, the sparse one about 1.3 ns per non-empty quad (its loop exits
+/// mispredict), so they cross at about 45% non-empty quads.
+pub(super) const DENSE_MIN_QUADS: u32 = (2 * OBJECT_FRAMES as u32).div_ceil(2);
+/// The largest object, in words, that trick 1 expands through one `u64` per grey byte: 8 such
+/// objects fill at most 64 bits.
+const WORD_MAX_WORDS: usize = 8;
 /// The largest object, in words, that trick 1 expands through tables: 8 such objects fill at
 /// most 248 bits of one register.
 const TABLE_MAX_WORDS: usize = 31;
@@ -156,6 +169,29 @@ const fn set_run(row: &mut [u8; 32], first: usize, len: usize) {
     }
 }
 
+/// Per size in words up to [`WORD_MAX_WORDS`] (entries 0 and 1 unused): for each grey byte
+/// value, the word bits of its 8 objects, counted from the first object's first word.
+static WORD_TABLES: [[u64; 256]; WORD_MAX_WORDS + 1] = {
+    let mut t = [[0u64; 256]; WORD_MAX_WORDS + 1];
+    let mut w = 2;
+    while w <= WORD_MAX_WORDS {
+        let mut v = 0;
+        while v < 256 {
+            let mut r = 0;
+            while r < 8 {
+                if (v >> r) & 1 == 1 {
+                    let run = if w == 64 { u64::MAX } else { (1u64 << w) - 1 };
+                    t[w][v] |= run << (r * w);
+                }
+                r += 1;
+            }
+            v += 1;
+        }
+        w += 1;
+    }
+    t
+};
+
 /// [`ClassTable`]s indexed by size in words (entries 0 and 1 unused).
 static TABLES: [ClassTable; TABLE_MAX_WORDS + 1] = {
     let mut t = [const { ClassTable::new(0) }; TABLE_MAX_WORDS + 1];
@@ -216,10 +252,10 @@ static PERMS: Perms = {
 struct WordMask([u64; MASK_WORDS]);
 
 impl WordMask {
-    /// The mask byte of frame `f`.
+    /// The mask nibble of quad `q`, in the low 4 bits (and garbage above).
     #[inline(always)]
-    fn frame(&self, f: usize) -> u32 {
-        (self.0[f / 8] >> (8 * (f % 8))) as u32 & 0xff
+    fn quad(&self, q: usize) -> u32 {
+        (self.0[q / 16] >> (4 * (q % 16))) as u32
     }
 }
 
@@ -244,46 +280,112 @@ pub unsafe fn gather(
     debug_assert!(range.lo() >= 1 && range.lo() <= range.hi());
     let class = span.class();
     let words = class.words();
-    let cap = &CAPACITY.0[words];
-    let grey: [u64; LINE_WORDS] = std::array::from_fn(|i| grey[i] & cap[i]);
-    if grey.iter().all(|&g| g == 0) {
+    let (grey, bytes) = below_capacity(grey, &CAPACITY.0[words]);
+    if bytes == 0 {
         return 0;
     }
     let mut mask = WordMask([0; MASK_WORDS]);
-    if words <= TABLE_MAX_WORDS {
-        expand_rows(&TABLES[words], &grey, class.capacity(), words, &mut mask);
+    if words <= WORD_MAX_WORDS {
+        expand_words(&WORD_TABLES[words], &grey.0, bytes, words, &mut mask);
+    } else if words <= TABLE_MAX_WORDS {
+        expand_rows(&TABLES[words], &grey.0, bytes, words, &mut mask);
     } else {
-        expand_runs(&grey, words, &mut mask);
+        expand_runs(&grey.0, words, &mut mask);
     }
-    let (summary, frames) = restrict(span, &mut mask);
-    if frames >= DENSE_MIN_FRAMES {
+    let (summary, quads) = restrict(span, &mut mask);
+    if quads >= DENSE_MIN_QUADS {
         walk_dense(span, &mask, range, out)
     } else {
         walk_sparse(span, &mask, summary, range, out)
     }
 }
 
-/// Trick 1 for objects of at most [`TABLE_MAX_WORDS`] words: ORs two table rows per grey byte
-/// into `mask`. `grey` has no bits at or past `capacity` (trick 2), and `t` is the class's table.
+/// The grey mask, 32-byte aligned.
+#[repr(C, align(32))]
+struct Grey([u64; LINE_WORDS]);
+
+/// Trick 2: `grey` without the bits at or past the capacity (`cap`: the class's
+/// [`CAPACITY`] row), and the grey bytes that are not zero (bit `b` for byte `b`).
+#[inline]
+#[target_feature(enable = "avx2,bmi1,bmi2,popcnt")]
+fn below_capacity(grey: &[u64; LINE_WORDS], cap: &[u64; LINE_WORDS]) -> (Grey, u64) {
+    let mut out = Grey([0; LINE_WORDS]);
+    let mut nonzero = 0;
+    for h in 0..2 {
+        // SAFETY: `grey` and `cap` are references to 8 words, so words 4h..4h+4 are in bounds
+        // for h < 2; the loads are unaligned.
+        let (g, c) = unsafe {
+            (
+                _mm256_loadu_si256(grey.as_ptr().add(4 * h).cast()),
+                _mm256_loadu_si256(cap.as_ptr().add(4 * h).cast()),
+            )
+        };
+        let g = _mm256_and_si256(g, c);
+        // SAFETY: words 4h..4h+4 of `out.0` are in bounds and 32-byte aligned (Grey is
+        // repr(align(32))); we own `out`.
+        unsafe { _mm256_store_si256(out.0.as_mut_ptr().add(4 * h).cast(), g) };
+        let zero = _mm256_movemask_epi8(_mm256_cmpeq_epi8(g, _mm256_setzero_si256())) as u32;
+        nonzero |= u64::from(!zero) << (32 * h);
+    }
+    (out, nonzero)
+}
+
+/// Trick 1 for objects of at most [`TABLE_MAX_WORDS`] words: ORs two table rows per non-zero
+/// grey byte (bit `b` of `bytes` for byte `b`) into `mask`, in ascending order. `grey` has no
+/// bits at or past the capacity (trick 2), and `t` is the class's table.
 #[inline]
 #[target_feature(enable = "avx2,bmi1,bmi2,popcnt")]
 fn expand_rows(
     t: &ClassTable,
     grey: &[u64; LINE_WORDS],
-    capacity: usize,
+    bytes: u64,
     words: usize,
     mask: &mut WordMask,
 ) {
-    debug_assert!((2..=TABLE_MAX_WORDS).contains(&words) && capacity * words <= 8 * OBJECT_FRAMES);
+    debug_assert!((WORD_MAX_WORDS + 1..=TABLE_MAX_WORDS).contains(&words));
     let base = mask.0.as_mut_ptr().cast::<u8>();
-    for b in 0..capacity.div_ceil(8) {
+    let mut bytes = bytes;
+    while bytes != 0 {
+        let b = bytes.trailing_zeros() as usize;
+        bytes &= bytes - 1;
         let v = (grey[b / 8] >> (8 * (b % 8))) as usize;
         let bits = _mm256_or_si256(row(&t.lo[v & 15]), row(&t.hi[(v >> 4) & 15]));
-        // SAFETY: grey byte b holds objects 8b.. < capacity, whose words start at word
-        // 8b * words < capacity * words <= 8 * OBJECT_FRAMES, so byte b * words of the mask is
-        // below OBJECT_FRAMES and the 32 bytes stored end inside the mask's 8 * MASK_WORDS
-        // bytes (compile-time assert above), which we borrow mutably. Unaligned is fine.
+        // SAFETY: grey byte b is not zero, so it holds an object 8b.. below the capacity
+        // (trick 2 cleared the rest), whose words start at word 8b * words < capacity * words
+        // <= 8 * OBJECT_FRAMES; so byte b * words of the mask is below OBJECT_FRAMES and the
+        // 32 bytes stored end inside the mask's 8 * MASK_WORDS bytes (compile-time assert
+        // above), which we borrow mutably. Unaligned is fine.
         unsafe { _mm256_storeu_si256(base.add(b * words).cast(), bits) };
+    }
+}
+
+/// Trick 1 for objects of at most [`WORD_MAX_WORDS`] words: one `u64` table entry per grey
+/// byte, stored unaligned at byte `b * words` (entries are zero past `words` bytes, and the next
+/// store overwrites those; zero grey bytes are skipped, as their entries are zero). Same
+/// preconditions as [`expand_rows`].
+#[inline]
+#[target_feature(enable = "avx2,bmi1,bmi2,popcnt")]
+fn expand_words(
+    t: &[u64; 256],
+    grey: &[u64; LINE_WORDS],
+    bytes: u64,
+    words: usize,
+    mask: &mut WordMask,
+) {
+    debug_assert!((2..=WORD_MAX_WORDS).contains(&words));
+    let base = mask.0.as_mut_ptr().cast::<u8>();
+    let mut bytes = bytes;
+    while bytes != 0 {
+        let b = bytes.trailing_zeros() as usize;
+        bytes &= bytes - 1;
+        let v = (grey[b / 8] >> (8 * (b % 8))) as u8;
+        // SAFETY: as in expand_rows, byte b * words of the mask is below OBJECT_FRAMES, so the
+        // 8 bytes written end inside the mask (which we borrow mutably); unaligned is fine.
+        unsafe {
+            base.add(b * words)
+                .cast::<u64>()
+                .write_unaligned(t[usize::from(v)])
+        };
     }
 }
 
@@ -320,29 +422,45 @@ fn expand_runs(grey: &[u64; LINE_WORDS], words: usize, mask: &mut WordMask) {
     }
 }
 
-/// ANDs the word mask with the span's pointer bitmap and returns the "frame has pointers"
-/// summary of the object frames (bit `f % 64` of word `f / 64`) with its popcount (trick 3).
+/// ANDs the word mask with the span's pointer bitmap and returns the "quad has pointers"
+/// summary of the object quads (bit `q % 64` of word `q / 64`) with its popcount (trick 3).
 #[inline]
 #[target_feature(enable = "avx2,bmi1,bmi2,popcnt")]
-fn restrict(span: Span<'_>, mask: &mut WordMask) -> ([u64; 2], u32) {
+fn restrict(span: Span<'_>, mask: &mut WordMask) -> ([u64; 4], u32) {
     let bitmap = span.ptr_bitmap();
     let zero = _mm256_setzero_si256();
-    let mut summary = [0u64; 2];
+    let low4 = _mm256_set1_epi8(0x0f);
+    let mut summary = [0u64; 4];
     for h in 0..4 {
         // SAFETY: words 4h..4h+4 of the mask (h < 4) are in bounds and aligned to 32 bytes
         // (WordMask is repr(align(32))); we borrow the mask mutably.
         let m = unsafe { _mm256_load_si256(mask.0.as_ptr().add(4 * h).cast()) };
-        // SAFETY: `bitmap` is a local [u64; 16]; words 4h..4h+4 are in bounds for h < 4, and
-        // the load is unaligned.
-        let b = unsafe { _mm256_loadu_si256(bitmap.as_ptr().add(4 * h).cast()) };
-        let words = _mm256_and_si256(m, b);
+        // Built in registers, not loaded from the copy: a 32-byte load of four 8-byte stores
+        // still in flight cannot be forwarded and waits for them to reach the cache.
+        let w = |i: usize| bitmap[4 * h + i] as i64;
+        let b = _mm256_set_epi64x(w(3), w(2), w(1), w(0));
+        let frames = _mm256_and_si256(m, b);
         // SAFETY: as for the load above.
-        unsafe { _mm256_store_si256(mask.0.as_mut_ptr().add(4 * h).cast(), words) };
-        let empty = _mm256_movemask_epi8(_mm256_cmpeq_epi8(words, zero)) as u32;
-        summary[h / 2] |= u64::from(!empty) << (32 * (h % 2));
+        unsafe { _mm256_store_si256(mask.0.as_mut_ptr().add(4 * h).cast(), frames) };
+        // One byte per quad, in quad order: split each frame byte into its two nibbles; the
+        // byte unpacks interleave within 128-bit lanes, the lane permutes restore the order.
+        let lo = _mm256_and_si256(frames, low4);
+        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(frames), low4);
+        let (a, b) = (_mm256_unpacklo_epi8(lo, hi), _mm256_unpackhi_epi8(lo, hi));
+        for (half, quads) in [
+            _mm256_permute2x128_si256::<0x20>(a, b),
+            _mm256_permute2x128_si256::<0x31>(a, b),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let empty = _mm256_movemask_epi8(_mm256_cmpeq_epi8(quads, zero)) as u32;
+            summary[h] |= u64::from(!empty) << (32 * half);
+        }
     }
-    summary[1] &= (1 << (OBJECT_FRAMES - 64)) - 1;
-    (summary, summary[0].count_ones() + summary[1].count_ones())
+    summary[3] &= (1 << (2 * OBJECT_FRAMES - 192)) - 1;
+    let count = summary.iter().map(|s| s.count_ones()).sum();
+    (summary, count)
 }
 
 /// The filter constants of trick 4: `lo ^ 2^63` and `(hi - lo) ^ 2^63` in every lane.
@@ -364,8 +482,8 @@ impl Filter {
     }
 }
 
-/// Gathers quad `q` (words `4q .. 4q + 4`) under mask nibble `nibble` into `out` at `n`;
-/// returns the new count (tricks 4 and 5).
+/// Gathers quad `q` (words `4q .. 4q + 4`) under the mask nibble in the low 4 bits of
+/// `nibble` (higher bits are ignored) into `out` at `n`; returns the new count (tricks 4 and 5).
 ///
 /// # Safety
 /// Same as [`gather`], plus:
@@ -400,32 +518,41 @@ unsafe fn quad(
     n + keep.count_ones() as usize
 }
 
-/// Trick 3, dense case: every object frame, no branch on the mask.
+/// Trick 3, dense case: every object frame, no branch on the mask. The quads' nibbles are
+/// shifted out of each mask word in turn (16 quads per word).
 #[inline]
 #[target_feature(enable = "avx2,bmi1,bmi2,popcnt")]
 fn walk_dense(span: Span<'_>, mask: &WordMask, range: HeapRange, out: &mut GatherBuf) -> usize {
     let filter = Filter::new(range);
     let mut n = 0;
-    for f in 0..OBJECT_FRAMES {
-        let byte = mask.frame(f);
-        // SAFETY: f < OBJECT_FRAMES, so both quads 2f and 2f + 1 are below 2 * OBJECT_FRAMES;
-        // each quad adds at most 4 to n, so before quad q, n <= 4q <= 4 * (2 * OBJECT_FRAMES
-        // - 1) and n + 4 <= 8 * OBJECT_FRAMES <= GATHER_CAP (compile-time assert above). The
-        // CPU features are gather's obligation.
-        n = unsafe { quad(span, 2 * f, byte, filter, out, n) };
-        // SAFETY: as above.
-        n = unsafe { quad(span, 2 * f + 1, byte >> 4, filter, out, n) };
+    for (w, &bits) in mask.0[..OBJECT_FRAMES / 8].iter().enumerate() {
+        for j in 0..16 {
+            let nibble = (bits >> (4 * j)) as u32;
+            // SAFETY: w < OBJECT_FRAMES / 8, so q = 16w + j < 2 * OBJECT_FRAMES; each quad
+            // adds at most 4 to n, so before quad q, n <= 4q <= 4 * (2 * OBJECT_FRAMES - 1)
+            // and n + 4 <= 8 * OBJECT_FRAMES <= GATHER_CAP (compile-time assert above). The
+            // CPU features are gather's obligation.
+            n = unsafe { quad(span, 16 * w + j, nibble, filter, out, n) };
+        }
+    }
+    // The object frames of the last, partial mask word.
+    let w = OBJECT_FRAMES / 8;
+    let bits = mask.0[w];
+    for j in 0..2 * (OBJECT_FRAMES % 8) {
+        let nibble = (bits >> (4 * j)) as u32;
+        // SAFETY: q = 16w + j < 16w + 2 * (OBJECT_FRAMES % 8) = 2 * OBJECT_FRAMES; n as above.
+        n = unsafe { quad(span, 16 * w + j, nibble, filter, out, n) };
     }
     n
 }
 
-/// Trick 3, sparse case: only the non-empty frames, found with trailing zeros.
+/// Trick 3, sparse case: only the non-empty quads, found with trailing zeros.
 #[inline]
 #[target_feature(enable = "avx2,bmi1,bmi2,popcnt")]
 fn walk_sparse(
     span: Span<'_>,
     mask: &WordMask,
-    summary: [u64; 2],
+    summary: [u64; 4],
     range: HeapRange,
     out: &mut GatherBuf,
 ) -> usize {
@@ -434,16 +561,13 @@ fn walk_sparse(
     for (h, &s) in summary.iter().enumerate() {
         let mut s = s;
         while s != 0 {
-            let f = 64 * h + s.trailing_zeros() as usize;
+            let q = 64 * h + s.trailing_zeros() as usize;
             s &= s - 1;
-            let byte = mask.frame(f);
-            // SAFETY: f < OBJECT_FRAMES: restrict() cleared the summary bits at or past it.
-            // Frames are visited once each, in ascending order, and each quad adds at most 4
-            // to n, so n + 4 <= 8 * OBJECT_FRAMES <= GATHER_CAP as in walk_dense. The CPU
-            // features are gather's obligation.
-            n = unsafe { quad(span, 2 * f, byte, filter, out, n) };
-            // SAFETY: as above.
-            n = unsafe { quad(span, 2 * f + 1, byte >> 4, filter, out, n) };
+            // SAFETY: q < 2 * OBJECT_FRAMES: restrict() cleared the summary bits at or past
+            // it. Quads are visited once each, in ascending order, and each adds at most 4 to
+            // n, so n + 4 <= 8 * OBJECT_FRAMES <= GATHER_CAP as in walk_dense. The CPU features
+            // are gather's obligation.
+            n = unsafe { quad(span, q, mask.quad(q), filter, out, n) };
         }
     }
     n

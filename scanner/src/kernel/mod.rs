@@ -14,7 +14,7 @@
 //! [`Kernel::detect`]), which is what makes the one `unsafe` dispatch per tier below sound.
 //!
 //! Preference: `avx512`, then `avx2`, then `scalar`. The choice is a pure function of a
-//! [`CpuFeatures`] set, so tests can simulate any CPU; docs/KERNELS.md has the table of CPU
+//! `CpuFeatures` set, so tests can simulate any CPU; docs/KERNELS.md has the table of CPU
 //! families and the tier each runs.
 //!
 //! [`KernelChoice`] picks a tier: `Auto` reads `SENCHA_KERNEL=scalar|avx2|avx512|auto` once
@@ -333,13 +333,15 @@ impl Kernel {
     /// Chosen from `bench/benches/threshold.rs` (docs/PERFORMANCE.md has the data): the
     /// AVX-512 kernel costs 11–25 ns however few objects are grey and beats the object-by-object
     /// path once the grey objects hold about 16 words (16 B class: 8 objects; 64 B: 2; 128 B
-    /// and up: 1). The scalar kernel does the same work as the sparse path, so Go's 1/8 of the
-    /// capacity is kept for it.
+    /// and up: 1). The AVX2 kernel costs 26–45 ns for a handful of grey objects and wins once
+    /// they hold about 24 words (16 B: 12 objects; 48 B: 4; 64 B: 3; 192 B and up: 1). The
+    /// scalar kernel does the same work as the sparse path, so Go's 1/8 of the capacity is kept
+    /// for it.
     pub fn dense_threshold(self, class: sencha_spans::SizeClass) -> usize {
         match self.0 {
             Tier::Scalar => (class.capacity() / 8).max(1),
             #[cfg(target_arch = "x86_64")]
-            Tier::Avx2 => (class.capacity() / 8).max(1),
+            Tier::Avx2 => 24usize.div_ceil(class.words()).max(1),
             #[cfg(target_arch = "x86_64")]
             Tier::Avx512 => 16usize.div_ceil(class.words()).max(1),
         }

@@ -1,0 +1,77 @@
+//! Span kernels side by side: every available tier, interleaved batches of 256 gathers with
+//! 4096 random masks, minimum per tier over 400 rounds (robust to other load on a shared
+//! machine). `cargo run --release -p sencha-bench --example kernel_minimum -- 16,64 100,12.5`
+//! (classes in bytes, grey densities in percent). Prints ns per span.
+use sencha::kernel::{GatherBuf, HeapRange, Kernel};
+use sencha::spans::{Heap, Layout, Resolved, SizeClass};
+use sencha::testing::SplitMix64;
+use std::hint::black_box;
+use std::time::Instant;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let classes: Vec<usize> = args
+        .get(1)
+        .map(|s| s.split(',').map(|x| x.parse().unwrap()).collect())
+        .unwrap_or(vec![16, 64, 512]);
+    let dens: Vec<f64> = args
+        .get(2)
+        .map(|s| s.split(',').map(|x| x.parse().unwrap()).collect())
+        .unwrap_or(vec![100.0, 12.5]);
+    for &bytes in &classes {
+        let class = SizeClass::new(bytes).unwrap();
+        let mut heap = Heap::new();
+        let layout = Layout::all_pointers(bytes).unwrap();
+        let objs: Vec<usize> = (0..class.capacity())
+            .map(|_| heap.alloc(&layout).unwrap())
+            .collect();
+        let mut r = SplitMix64::new(5);
+        for &o in &objs {
+            for w in 0..class.words() {
+                let v = if r.below(8) == 0 {
+                    0
+                } else {
+                    objs[r.below(objs.len())]
+                };
+                heap.write_word(o, w, v).unwrap();
+            }
+        }
+        let Resolved::Small(o) = heap.resolve(objs[0]) else {
+            panic!()
+        };
+        let (lo, hi) = heap.address_range();
+        let range = HeapRange::new(lo, hi);
+        for &d in &dens {
+            let thr = (d / 100.0 * (1u64 << 32) as f64) as u64;
+            let masks: Vec<[u64; 8]> = (0..4096)
+                .map(|_| {
+                    let mut m = [0u64; 8];
+                    for i in 0..class.capacity() {
+                        if (r.next_u64() >> 32) < thr {
+                            m[i / 64] |= 1 << (i % 64);
+                        }
+                    }
+                    m
+                })
+                .collect();
+            let mut line = format!("{bytes:>4}B {d:>5}%");
+            let tiers: Vec<Kernel> = Kernel::available().collect();
+            let mut best = vec![f64::MAX; tiers.len()];
+            let mut out = Box::new(GatherBuf::default());
+            for round in 0..400 {
+                for (i, k) in tiers.iter().enumerate() {
+                    let ms = &masks[(round * 256) % 4096..][..256];
+                    let t = Instant::now();
+                    for m in ms {
+                        black_box(k.gather(o.span, black_box(m), range, &mut out));
+                    }
+                    best[i] = best[i].min(t.elapsed().as_nanos() as f64 / ms.len() as f64);
+                }
+            }
+            for (k, b) in tiers.iter().zip(&best) {
+                line += &format!("  {}={b:7.1}", k.name());
+            }
+            println!("{line}");
+        }
+    }
+}

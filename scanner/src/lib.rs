@@ -74,12 +74,12 @@ mod termination;
 #[cfg(any(test, feature = "testing"))]
 #[allow(unsafe_code)] // owns the custom span memory of test heaps; see TestHeap
 pub mod testing;
-mod worker;
 
 pub use error::Error;
 pub use kernel::{Kernel, KernelChoice};
+pub use mark::Algorithm;
 pub use mark::reference;
-pub use marker::{Algorithm, Marker, MarkerBuilder, Roots};
+pub use marker::{Marker, MarkerBuilder, Roots};
 pub use sencha_spans as spans;
 pub use sencha_spans::{
     Ephemeron, Heap, HeapConfig, Layout, MarkState, OwnedMemory, SizeClass, SweepStats, WeakRef,

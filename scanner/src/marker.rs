@@ -7,29 +7,8 @@ use sencha_spans::Heap;
 
 use crate::error::Error;
 use crate::kernel::{Kernel, KernelChoice};
+use crate::mark::Algorithm;
 use crate::stats::MarkStats;
-
-/// Which parallel marker runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Algorithm {
-    /// The Green Tea span marker: a new mark queues the object's *span*, and a worker scans
-    /// all grey objects of a span at once, with the span kernel when there are many.
-    #[default]
-    GreenTea,
-    /// The classic object-at-a-time marker: every grey object goes on a LIFO mark stack and is
-    /// scanned on its own. The baseline every speed-up is measured against.
-    Baseline,
-}
-
-impl Algorithm {
-    /// `"green-tea"` or `"baseline"`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Algorithm::GreenTea => "green-tea",
-            Algorithm::Baseline => "baseline",
-        }
-    }
-}
 
 /// The roots of a mark: precise object addresses and conservative words.
 ///

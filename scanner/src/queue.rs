@@ -92,10 +92,36 @@ pub(crate) struct LocalQueues<'h> {
 pub(crate) const PUBLISH_MIN: usize = 16;
 
 impl<'h> LocalQueues<'h> {
-    /// Takes the next item of the worker's own: object buffer, span buffer, object deque,
-    /// span deque.
+    /// Queues a span the worker just took ownership of; shares half the span buffer when it
+    /// holds [`PUBLISH_MIN`] or more and some worker is idle (`has_idle`).
     #[inline]
-    pub(crate) fn pop(&mut self) -> Option<Task<'h>> {
+    pub(crate) fn push_span(&mut self, w: SpanWork<'h>, has_idle: bool) {
+        self.span_buf.push_back(w);
+        if self.span_buf.len() >= PUBLISH_MIN && has_idle {
+            self.publish_spans();
+        }
+    }
+
+    /// Pushes a grey object (a large-object chunk, or any object for the baseline); shares
+    /// as [`LocalQueues::push_span`] does.
+    #[inline]
+    pub(crate) fn push_object(&mut self, o: ObjWork<'h>, has_idle: bool) {
+        self.obj_buf.push(o);
+        if self.obj_buf.len() >= PUBLISH_MIN && has_idle {
+            self.publish_objects();
+        }
+    }
+
+    /// Takes the next item of the worker's own: object buffer, span buffer, object deque,
+    /// span deque. First, when some worker is idle (`has_idle`) and a buffer holds a backlog,
+    /// shares half of it: a worker working through a long private backlog without pushing
+    /// anything new (the spans a root array queued, say) must still feed idle ones.
+    #[inline]
+    pub(crate) fn pop(&mut self, has_idle: bool) -> Option<Task<'h>> {
+        if has_idle && (self.obj_buf.len() >= PUBLISH_MIN || self.span_buf.len() >= PUBLISH_MIN) {
+            self.publish_objects();
+            self.publish_spans();
+        }
         if let Some(o) = self.obj_buf.pop() {
             return Some(Task::Obj(o));
         }
@@ -109,7 +135,7 @@ impl<'h> LocalQueues<'h> {
     }
 
     /// Moves the older half of the object buffer to the stealable deque, if that is empty.
-    pub(crate) fn publish_objects(&mut self) {
+    fn publish_objects(&mut self) {
         if self.objects.is_empty() {
             let half = self.obj_buf.len() / 2;
             for o in self.obj_buf.drain(..half) {
@@ -119,7 +145,7 @@ impl<'h> LocalQueues<'h> {
     }
 
     /// Moves the newer half of the span buffer to the stealable deque, if that is empty.
-    pub(crate) fn publish_spans(&mut self) {
+    fn publish_spans(&mut self) {
         if self.spans.is_empty() {
             let half = self.span_buf.len() / 2;
             for s in self.span_buf.drain(half..) {

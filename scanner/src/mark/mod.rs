@@ -1,9 +1,24 @@
-//! The markers: the Green Tea span marker and the classic baseline run on the same workers
-//! ([`crate::worker`]); the reference oracle is [`reference`].
+//! The markers: the Green Tea span marker and the classic baseline run on the same workers;
+//! the reference oracle is [`reference`].
+//!
+//! Follow a pointer in one pass, imports pointing one way (`marker` → `mark` → the rest):
+//! - [`run`] (here): opens the mark session (`session`, the one `unsafe` door), runs the
+//!   phases (`MarkSession::run_phases`: closure, ephemerons, weak clearing, finalizers), each
+//!   closure one parallel run of the workers (`closure`), and builds `MarkStats`;
+//! - `shared`: what the workers of one closure share;
+//! - `worker`: a worker's context, its find-work step, the idle loop (`termination::run`);
+//! - `span_scan`: a span taken from a queue — release, grey objects, kernel or one by one,
+//!   in-place rounds — hands the gathered pointers to
+//! - `discover`: page map, mark bit, span ownership, queues (`queue`, which also holds the
+//!   publish rules); and the object-at-a-time scans.
 
+mod discover;
 pub mod reference;
 #[allow(unsafe_code)]
 mod session;
+mod shared;
+mod span_scan;
+mod worker;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
@@ -16,11 +31,33 @@ use sencha_spans::protocol::MarkSession;
 
 use crate::error::Error;
 use crate::kernel::{HeapRange, Kernel};
-use crate::marker::Algorithm;
 use crate::queue;
 use crate::stats::{MarkStats, WorkerStats};
 use crate::termination::Termination;
-use crate::worker::{Ctx, Shared, dense_min};
+use shared::Shared;
+use worker::{Ctx, dense_min};
+
+/// Which parallel marker runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// The Green Tea span marker: a new mark queues the object's *span*, and a worker scans
+    /// all grey objects of a span at once, with the span kernel when there are many.
+    #[default]
+    GreenTea,
+    /// The classic object-at-a-time marker: every grey object goes on a LIFO mark stack and is
+    /// scanned on its own. The baseline every speed-up is measured against.
+    Baseline,
+}
+
+impl Algorithm {
+    /// `"green-tea"` or `"baseline"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::GreenTea => "green-tea",
+            Algorithm::Baseline => "baseline",
+        }
+    }
+}
 
 /// How one mark runs.
 #[derive(Clone, Copy, Debug)]

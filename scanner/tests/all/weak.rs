@@ -316,8 +316,9 @@ fn markers() -> Vec<Mark> {
 fn weak_ephemeron_finalizer_markers_match_model() {
     with_timeout(600, || {
         let markers = markers();
-        for seed in 0..scaled(40) as u64 {
-            let n = 50 + (seed as usize * 37) % 400;
+        // Thousands of heaps: each seed is checked with every marker variant (33 marks).
+        for seed in 0..scaled(1000) as u64 {
+            let n = 20 + (seed as usize * 37) % 300;
             let want = model(&build(seed, n));
             for (name, mark) in &markers {
                 let w = build(seed, n);

@@ -208,9 +208,12 @@ fn model(w: &World) -> Outcome {
             (o, ids.target(h, k).unwrap(), ids.target(h, v).unwrap())
         })
         .collect();
-    let fix = |m: &mut BTreeSet<usize>| loop {
+    // `gone`: pairs the first clearing pass emptied (owner live, key dead before the
+    // finalizable objects were resurrected): the second fixpoint cannot follow them.
+    let fix = |m: &mut BTreeSet<usize>, gone: &dyn Fn(&(usize, usize, usize)) -> bool| loop {
         let vals: Vec<usize> = eph
             .iter()
+            .filter(|e| !gone(e))
             .filter(|(o, k, v)| m.contains(o) && m.contains(k) && !m.contains(v))
             .map(|&(_, _, v)| v)
             .collect();
@@ -227,7 +230,7 @@ fn model(w: &World) -> Outcome {
         .collect();
     let mut m = BTreeSet::new();
     reach(&mut m, &root_ids);
-    fix(&mut m);
+    fix(&mut m, &|_| false);
     let dead_finals: Vec<usize> = w
         .finals
         .iter()
@@ -237,7 +240,7 @@ fn model(w: &World) -> Outcome {
     let mut m2 = m.clone();
     if !dead_finals.is_empty() {
         reach(&mut m2, &dead_finals);
-        fix(&mut m2);
+        fix(&mut m2, &|(o, k, _)| m.contains(o) && !m.contains(k));
     }
     let weak_target = |o: usize, k: usize| ids.target(h, h.read_word(w.objs[o], k).unwrap());
     let weak_words = w

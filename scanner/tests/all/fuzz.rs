@@ -35,5 +35,6 @@ fn fuzz_checks_accept_random_inputs() {
         sencha::testing::check_kernels_from_bytes(&data);
         sencha::testing::check_graph_from_bytes(&data);
         sencha_spans::testing::check_registration_sequence(&data);
+        sencha::testing::check_api(&data);
     }
 }

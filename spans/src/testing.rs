@@ -29,6 +29,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::mem::discriminant;
+use std::sync::Mutex;
 
 use crate::class::SizeClass;
 use crate::error::Error;
@@ -437,8 +438,9 @@ impl Pool {
     /// `addr .. addr + len` as [`OwnedMemory`].
     ///
     /// Inside the pool this keeps `OwnedMemory`'s promise: the buffer is valid for reads and
-    /// writes, stays alive until the heap is dropped (the caller drops the heap first), and
-    /// nothing else touches it. Outside the pool the promise is false, and the caller passes
+    /// writes, lives in the same process-wide fixture as the one heap that receives its ranges
+    /// (neither is ever dropped), and nothing else touches it while registered (the pool is
+    /// zeroed only after every registration of it was undone). Outside the pool the promise is false, and the caller passes
     /// such ranges only where the heap must reject them before any access (null, past 2^48,
     /// the embedded allocator's arenas), which the caller asserts.
     #[allow(unsafe_code)]
@@ -457,7 +459,7 @@ impl Pool {
             std::ptr::without_provenance_mut(addr)
         };
         // SAFETY: see above: inside the pool the range is the pool's own live buffer, which
-        // outlives the heap (check_registration_sequence drops the heap before the pool);
+        // lives as long as the heap (both in check_registration_sequence's static fixture);
         // outside, the heap rejects the range before reading or writing it, and the caller
         // asserts that it did.
         unsafe { OwnedMemory::new_unchecked(ptr, len) }
@@ -670,7 +672,7 @@ impl Model {
     }
 }
 
-/// Runs the registration calls that `bytes` spell out against a fresh heap and asserts, after
+/// Runs the registration calls that `bytes` spell out against an empty heap and asserts, after
 /// every call, that:
 /// - it returned the success or the typed error (the variant) that a simple model of the
 ///   heap predicts, and never panicked;
@@ -684,8 +686,8 @@ impl Model {
 /// drawn from a pool of 8 owned pages, the embedded allocator's arenas, null and addresses
 /// beyond 2^48, with lengths, classes and layouts both legal and not.
 ///
-/// Each call builds and drops a fresh heap: about 9 ms on the development machine, most of
-/// it spent dropping the page map's 32 MiB top-level table (the drop reads every slot).
+/// One heap and one pool serve every call in the process: after the sequence, the heap is
+/// emptied (and checked empty) and the pool zeroed, which costs far less than a fresh heap.
 ///
 /// # Panics
 /// When sencha disagrees with the model: that is a bug the input has found.
@@ -695,15 +697,51 @@ impl Model {
 /// sencha_spans::testing::check_registration_sequence(&[0, 0, 0, 0, 6, 7, 1, 2, 3]);
 /// ```
 pub fn check_registration_sequence(bytes: &[u8]) {
-    let mut pool = Pool::new();
-    let mut heap = Heap::with_config(HeapConfig {
+    static FIXTURE: Mutex<Option<(Heap, Pool)>> = Mutex::new(None);
+    // A check that failed left the heap in an unknown state: start over.
+    let mut guard = FIXTURE.lock().unwrap_or_else(|poisoned| {
+        let mut g = poisoned.into_inner();
+        *g = None;
+        FIXTURE.clear_poison();
+        g
+    });
+    let (heap, pool) = guard.get_or_insert_with(|| (fresh_heap(), Pool::new()));
+    let model = run_sequence(heap, pool, &mut Input(bytes));
+    reset(heap, pool, &model);
+}
+
+fn fresh_heap() -> Heap {
+    Heap::with_config(HeapConfig {
         huge_pages: false,
         arena_bytes: 2 << 20,
-    });
-    run_sequence(&mut heap, &mut pool, &mut Input(bytes));
-    // The heap may hold pool memory: it must go before the pool does.
-    drop(heap);
-    drop(pool);
+    })
+}
+
+/// Empties the heap for the next sequence: custom spans and large objects are unregistered,
+/// a sweep without marks frees every embedded object, and the pool is zeroed. Checks that
+/// nothing is left; a heap that cannot be emptied this way is replaced by a fresh one.
+///
+/// A reused heap keeps its arenas, so sequences never depend on how many there are (see
+/// [`pick_range`] and [`pick_addr`]): an input decodes to the same calls on a fresh heap, and a
+/// crash replays.
+fn reset(heap: &mut Heap, pool: &mut Pool, model: &Model) {
+    heap.clear_marks();
+    for &base in model.spans.keys() {
+        heap.unregister_span(base)
+            .expect("a custom span of the model unregisters");
+    }
+    for &start in model.large.keys() {
+        heap.unregister_large(start)
+            .expect("a custom large object of the model unregisters");
+    }
+    heap.sweep();
+    let s = heap.stats();
+    if (s.spans, s.objects(), s.custom_spans) != (0, 0, 0) {
+        *heap = fresh_heap();
+    }
+    check_heap_invariants(heap);
+    // No registration holds pool memory any more (just unregistered, and checked above).
+    pool.buf.fill(0);
 }
 
 const SPAN_LENS: [usize; 8] = [
@@ -770,8 +808,17 @@ fn pick_range(
             };
             (addr, len)
         }
-        6 if !heap.arenas.is_empty() => {
-            let a = &heap.arenas[input.u8() as usize % heap.arenas.len()];
+        // An arena page near an embedded object (through the model, not the heap's list of
+        // arenas, which a reused heap keeps from earlier sequences).
+        6 if model.embedded_small.len() + model.embedded_large.len() > 0 => {
+            let objects: Vec<usize> = model
+                .embedded_small
+                .keys()
+                .chain(model.embedded_large.keys())
+                .copied()
+                .collect();
+            let obj = objects[input.u8() as usize % objects.len()];
+            let a = arena_of(heap, obj);
             let pages = a.len() / SPAN_BYTES;
             let addr = a.start() + (input.u8() as usize % pages) * SPAN_BYTES;
             let addr = addr + input.pick(&OFFSETS);
@@ -832,14 +879,29 @@ fn pick_addr(input: &mut Input<'_>, heap: &Heap, model: &Model, pool: &Pool) -> 
     };
     if cands.is_empty() {
         let misc = [0, pool.start, pool.start + 3 * SPAN_BYTES + 16];
-        let arenas = heap.arenas.iter().map(|a| a.start() + a.len() / 2);
-        let misc: Vec<usize> = misc.into_iter().chain(arenas).collect();
+        let first = model
+            .embedded_small
+            .keys()
+            .chain(model.embedded_large.keys())
+            .next();
+        let arena = first
+            .map(|&o| arena_of(heap, o))
+            .map(|a| a.start() + a.len() / 2);
+        let misc: Vec<usize> = misc.into_iter().chain(arena).collect();
         return misc[i % misc.len()];
     }
     cands[i % cands.len()]
 }
 
-fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) {
+/// The arena holding `addr`, an embedded object's address.
+fn arena_of(heap: &Heap, addr: usize) -> &crate::arena::Arena {
+    heap.arenas
+        .iter()
+        .find(|a| (a.start()..a.start() + a.len()).contains(&addr))
+        .expect("embedded objects lie in an arena")
+}
+
+fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Model {
     let mut model = Model::default();
     while let Some(op) = input.next() {
         let regions: Vec<(usize, usize)> = std::iter::once((pool.start, POOL_PAGES * SPAN_BYTES))
@@ -1011,10 +1073,13 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) {
                 before,
                 "{what} returned {e:?} but changed the heap"
             );
+            // Unchanged, so as consistent as after the last call, which was checked.
+            continue;
         }
         check_heap_invariants(heap);
         check_model(heap, &model);
     }
+    model
 }
 
 fn check_outcome<T: std::fmt::Debug>(what: &str, got: &Result<T, Error>, want: &Expect) {

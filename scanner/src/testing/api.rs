@@ -15,7 +15,7 @@ use sencha_spans::testing::check_heap_invariants;
 use sencha_spans::{Error as HeapError, Heap, HeapConfig, Layout, SPAN_BYTES, SizeClass};
 
 use super::compare_with_oracle;
-use super::source::{PagePool, Source, lock_fixture, marker_variant};
+use super::source::{PagePool, Source, lock_fixture, marker_variant, on_shared_pool};
 use crate::{Error, Roots};
 
 // ---------------------------------------------------------------------------------------------
@@ -54,6 +54,9 @@ const POOL_PAGES: usize = 12;
 pub const API_MAX_OPS: usize = 96;
 /// Most objects alive at once (the allocation operations stop there).
 const MAX_OBJECTS: usize = 2048;
+/// Most bytes of embedded objects one input allocates: heaps are reused and keep the arenas
+/// they ever reserved, so this bounds the memory of the fuzzing process too.
+const MAX_ALLOC_BYTES: usize = 8 << 20;
 /// Object sizes: every small-size boundary, then large objects up to just over a scan chunk.
 const LAYOUT_BYTES: [usize; 18] = [
     1,
@@ -78,7 +81,8 @@ const LAYOUT_BYTES: [usize; 18] = [
 
 /// Which heap configurations inputs choose from (the first byte picks one).
 fn configs() -> Vec<HeapConfig> {
-    let mut arena = vec![0, 1, 2 << 20, 4 << 20];
+    // Odd sizes (rounded up to 2 MiB), and the smallest real one with and without huge pages.
+    let mut arena = vec![0, 2 << 20];
     if GATE_HUGE_ARENA_CONFIG {
         arena.extend([usize::MAX, usize::MAX - (2 << 20), 1 << 47, 1 << 40]);
     }
@@ -546,6 +550,8 @@ struct Run<'a> {
     heap: &'a mut Heap,
     pool: &'a PagePool,
     model: Model,
+    /// Bytes the embedded allocator handed out so far (see [`MAX_ALLOC_BYTES`]).
+    allocated: usize,
     /// The operation running, for failure messages.
     what: String,
 }
@@ -573,6 +579,10 @@ struct Run<'a> {
 /// sencha::testing::check_api(&[0, 0, 3, 1, 1, 14, 5, 1, 0, 0, 0, 16]);
 /// ```
 pub fn check_api(data: &[u8]) {
+    on_shared_pool(|| check_api_inner(data));
+}
+
+fn check_api_inner(data: &[u8]) {
     let mut guard = lock_fixture(&FIXTURE);
     let fixture = guard.get_or_insert_with(Fixture::new);
     let mut b = Source::new(data);
@@ -583,6 +593,7 @@ pub fn check_api(data: &[u8]) {
         heap,
         pool: &fixture.pool,
         model: Model::default(),
+        allocated: 0,
         what: String::new(),
     };
     let mut ops = 0;
@@ -765,9 +776,12 @@ impl Run<'_> {
         );
         let Ok(layout) = layout else { return };
         for _ in 0..count {
-            if self.model.objects.len() >= MAX_OBJECTS {
+            if self.model.objects.len() >= MAX_OBJECTS
+                || self.allocated + layout.bytes() > MAX_ALLOC_BYTES
+            {
                 return;
             }
+            self.allocated += layout.bytes();
             let got = self.heap.alloc(&layout);
             let addr = match got {
                 Ok(a) => a,

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use sencha_spans::{Heap, HeapConfig, Layout, SPAN_BYTES, SizeClass};
 
 use super::compare_with_oracle;
-use super::source::{PagePool, Source, lock_fixture, low, marker_variant};
+use super::source::{PagePool, Source, lock_fixture, low, marker_variant, on_shared_pool};
 use crate::Roots;
 
 /// Most objects one input allocates (list cells included).
@@ -255,6 +255,10 @@ impl Graph<'_> {
 /// sencha::testing::check_graph_from_bytes(&[6, 0, 1, 2, 9, 3, 7, 10, 0]);
 /// ```
 pub fn check_graph_from_bytes(data: &[u8]) {
+    on_shared_pool(|| check_graph_from_bytes_inner(data));
+}
+
+fn check_graph_from_bytes_inner(data: &[u8]) {
     let mut guard = lock_fixture(&FIXTURE);
     let fixture = guard.get_or_insert_with(Fixture::new);
     let mut b = Source::new(data);

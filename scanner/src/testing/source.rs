@@ -219,6 +219,13 @@ fn shared_pool() -> Arc<ThreadPool> {
     .clone()
 }
 
+/// Runs `f` on the shared pool, so that what it parallelises (sweeps, marks on the shared
+/// pool) runs on the threads already awake instead of waking a second pool: on two cores the
+/// other pool's spinning threads would take the time from the check.
+pub(crate) fn on_shared_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    shared_pool().install(f)
+}
+
 /// The marker variant that byte `b` names: 1 to 4 workers, Green Tea or the baseline, in-place
 /// scanning and prefetch on or off, the scalar or the detected kernel tier, on the shared pool
 /// or (one worker) on the calling thread. Built once per process.

@@ -1,30 +1,64 @@
-//! Replays the fuzz corpus kept in `fuzz/regressions/` through the fuzz targets' check
-//! functions, on stable, on every test run.
+//! Replays the fuzz targets' committed inputs through their check functions, on stable, on
+//! every test run:
+//! - `fuzz/seeds/<target>/`: starting corpora (random and hand-written inputs);
+//! - `fuzz/regressions/<target>/`: inputs that once crashed a target, each kept after its fix.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-fn replay(target: &str, check: fn(&[u8])) {
+/// The targets, each with its check function.
+const TARGETS: [(&str, fn(&[u8])); 4] = [
+    ("span_layout", sencha::testing::check_kernels_from_bytes),
+    ("heap_graph", sencha::testing::check_graph_from_bytes),
+    (
+        "register",
+        sencha_spans::testing::check_registration_sequence,
+    ),
+    ("api", sencha::testing::check_api),
+];
+
+fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/regressions")
+        .join("../fuzz")
+        .join(kind)
         .join(target);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut v: Vec<PathBuf> = entries
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.is_file())
+        .collect();
+    v.sort();
+    v
+}
+
+fn replay(kind: &str) -> usize {
     let mut n = 0;
-    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let path = entry.expect("dir entry").path();
-        let data = std::fs::read(&path).expect("read input");
-        check(&data);
-        n += 1;
+    for (target, check) in TARGETS {
+        for path in inputs(kind, target) {
+            let data = std::fs::read(&path).expect("read input");
+            eprintln!("replaying {}", path.display());
+            check(&data);
+            n += 1;
+        }
     }
-    assert!(n > 0, "no inputs in {}", dir.display());
+    n
+}
+
+#[test]
+fn fuzz_seeds_replay() {
+    for (target, _) in TARGETS {
+        assert!(
+            !inputs("seeds", target).is_empty(),
+            "no seeds for fuzz target {target}"
+        );
+    }
+    replay("seeds");
 }
 
 #[test]
 fn fuzz_regressions_replay() {
-    replay("span_layout", sencha::testing::check_kernels_from_bytes);
-    replay("heap_graph", sencha::testing::check_graph_from_bytes);
-    replay(
-        "register",
-        sencha_spans::testing::check_registration_sequence,
-    );
+    replay("regressions");
 }
 
 #[test]
@@ -32,9 +66,8 @@ fn fuzz_checks_accept_random_inputs() {
     let mut r = sencha::testing::SplitMix64::new(2024);
     for len in [0usize, 1, 7, 8, 100, 1000, 5000] {
         let data: Vec<u8> = (0..len).map(|_| r.next_u64() as u8).collect();
-        sencha::testing::check_kernels_from_bytes(&data);
-        sencha::testing::check_graph_from_bytes(&data);
-        sencha_spans::testing::check_registration_sequence(&data);
-        sencha::testing::check_api(&data);
+        for (_, check) in TARGETS {
+            check(&data);
+        }
     }
 }

@@ -98,6 +98,37 @@ impl SplitMix64 {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Running checks
+
+/// Runs `f` with the calling thread as the only thread of a rayon pool of its own (built on
+/// first use, once per thread), so that what `f` parallelises on the current pool (a sweep)
+/// runs inline instead of waking other threads.
+///
+/// A sweep of a small heap is cheap, but handing it to the global pool costs thread wake-ups,
+/// and on two cores the woken threads' spinning takes the time from the check: fuzz checks run
+/// their calls through this. Marks on a marker's own pool still run on that pool. If the
+/// calling thread already belongs to a pool, `f` just runs.
+///
+/// # Examples
+/// ```
+/// let n = sencha_spans::testing::serial(|| rayon::current_num_threads());
+/// assert_eq!(n, 1);
+/// ```
+pub fn serial<R>(f: impl FnOnce() -> R) -> R {
+    thread_local! {
+        static POOL: Option<rayon::ThreadPool> = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .use_current_thread()
+            .build()
+            .ok();
+    }
+    // Building the pool makes the calling thread its worker 0 for as long as the thread
+    // lives: from then on, rayon calls on this thread run in that pool, inline.
+    POOL.with(|_| ());
+    f()
+}
+
+// ---------------------------------------------------------------------------------------------
 // Memory fixtures
 
 /// One span's worth of memory, aligned like a span.
@@ -236,7 +267,7 @@ pub struct HeapSnapshot {
     pub probes: Vec<(usize, Entry, Lookup)>,
 }
 
-/// Snapshots `heap`, probing the page map at six offsets of every page in `regions`
+/// Snapshots `heap`, probing the page map at two offsets of every page in `regions`
 /// (`(start, len)` pairs) and of every page the heap has registered.
 pub fn snapshot(heap: &Heap, regions: &[(usize, usize)]) -> HeapSnapshot {
     let mut spans: Vec<SpanSnapshot> = heap
@@ -270,8 +301,8 @@ pub fn snapshot(heap: &Heap, regions: &[(usize, usize)]) -> HeapSnapshot {
     let probes = pages
         .into_iter()
         .flat_map(|p| {
-            [0, 8, 4096, OBJECT_BYTES - 8, OBJECT_BYTES, SPAN_BYTES - 8]
-                .map(|off| (p * SPAN_BYTES).wrapping_add(off))
+            // One entry per page: a slot near the start and the metadata tail resolve it.
+            [8, SPAN_BYTES - 8].map(|off| (p * SPAN_BYTES).wrapping_add(off))
         })
         .map(|a| (a, heap.map.get(a), lookup(heap, a)))
         .collect();
@@ -289,7 +320,9 @@ pub fn snapshot(heap: &Heap, regions: &[(usize, usize)]) -> HeapSnapshot {
 
 /// Asserts that `heap` is self-consistent:
 /// - every span resolves to itself, with the class byte of its page-map entry;
-/// - a slot is an object ([`Heap::object`]) exactly when [`Heap::allocated_slots`] says so;
+/// - every allocated slot (per [`Heap::allocated_slots`]) is an object ([`Heap::object`]) that
+///   resolves to itself up to its last byte, and the first, middle and last slot are objects
+///   exactly when allocated;
 /// - free slots, noscan spans and the metadata tail have no pointer bits; no marked or
 ///   scanned bit lies past the span's capacity; the tail resolves to nothing;
 /// - every large object resolves to itself from its first to its last byte;
@@ -330,12 +363,6 @@ pub fn check_heap_invariants(heap: &Heap) {
                 assert_eq!(marked[i / 64] >> (i % 64) & 1, 0, "span {span:?}: mark {i}");
                 continue;
             }
-            let addr = base + i * class.bytes();
-            assert_eq!(
-                heap.object(addr).is_ok(),
-                allocated,
-                "span {span:?}: slot {i} object() vs allocated_slots"
-            );
             if allocated {
                 small += 1;
                 small_bytes += class.bytes();
@@ -347,6 +374,18 @@ pub fn check_heap_invariants(heap: &Heap) {
                     "span {span:?}: free or noscan slot {i} has pointer bits"
                 );
             }
+            // Resolving is the same page lookup and index arithmetic for every slot (the
+            // arithmetic is tested exhaustively on its own): resolve each object, and the first,
+            // middle and last slot whether allocated or not.
+            if !(allocated || i == 0 || i == cap / 2 || i == cap - 1) {
+                continue;
+            }
+            let addr = base + i * class.bytes();
+            assert_eq!(
+                heap.object(addr).is_ok(),
+                allocated,
+                "span {span:?}: slot {i} object() vs allocated_slots"
+            );
             match heap.resolve(addr + class.bytes() - 1) {
                 Resolved::Small(o) => assert_eq!((o.span, o.index), (span, i)),
                 r => panic!("span {span:?}: last byte of slot {i} resolves to {r:?}"),
@@ -677,10 +716,11 @@ impl Model {
 /// - it returned the success or the typed error (the variant) that a simple model of the
 ///   heap predicts, and never panicked;
 /// - a call that returned an error left the heap unchanged ([`snapshot`]);
-/// - the heap is self-consistent ([`check_heap_invariants`]) and agrees with the model
-///   (registered spans, allocated slots, large objects, sweep results).
+/// - the heap agrees with the model (registered spans, allocated slots, large objects, sweep
+///   results), and is self-consistent ([`check_heap_invariants`]) after every sweep and
+///   unregistration and at the end.
 ///
-/// The calls (the first byte of each, modulo 12, picks one; the next bytes pick its
+/// Up to [`REGISTER_MAX_OPS`] calls (the first byte of each, modulo 12, picks one; the next bytes pick its
 /// arguments): `register_span`, `register_large`, `unregister_span`, `unregister_large`,
 /// `init_object`, `free_object`, `mark_object`, `sweep` and embedded `alloc`, on addresses
 /// drawn from a pool of 8 owned pages, the embedded allocator's arenas, null and addresses
@@ -706,8 +746,10 @@ pub fn check_registration_sequence(bytes: &[u8]) {
         g
     });
     let (heap, pool) = guard.get_or_insert_with(|| (fresh_heap(), Pool::new()));
-    let model = run_sequence(heap, pool, &mut Input(bytes));
-    reset(heap, pool, &model);
+    serial(|| {
+        let model = run_sequence(heap, pool, &mut Input(bytes));
+        reset(heap, pool, &model);
+    });
 }
 
 fn fresh_heap() -> Heap {
@@ -743,6 +785,9 @@ fn reset(heap: &mut Heap, pool: &mut Pool, model: &Model) {
     // No registration holds pool memory any more (just unregistered, and checked above).
     pool.buf.fill(0);
 }
+
+/// Most calls one sequence makes; the bytes after them are ignored, so inputs stay small.
+pub const REGISTER_MAX_OPS: usize = 64;
 
 const SPAN_LENS: [usize; 8] = [
     SPAN_BYTES,
@@ -903,11 +948,26 @@ fn arena_of(heap: &Heap, addr: usize) -> &crate::arena::Arena {
 
 fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Model {
     let mut model = Model::default();
+    let mut ops = 0;
     while let Some(op) = input.next() {
-        let regions: Vec<(usize, usize)> = std::iter::once((pool.start, POOL_PAGES * SPAN_BYTES))
-            .chain(heap.arenas.iter().map(|a| (a.start(), 16 * SPAN_BYTES)))
+        ops += 1;
+        if ops > REGISTER_MAX_OPS {
+            break;
+        }
+        // The pool, and the start of the arena of each embedded object (not every arena: a
+        // reused heap keeps those of earlier sequences).
+        let arenas: BTreeSet<usize> = model
+            .embedded_small
+            .keys()
+            .chain(model.embedded_large.keys())
+            .map(|&o| arena_of(heap, o).start())
             .collect();
-        let before = snapshot(heap, &regions);
+        let regions: Vec<(usize, usize)> = std::iter::once((pool.start, POOL_PAGES * SPAN_BYTES))
+            .chain(arenas.into_iter().map(|a| (a, 4 * SPAN_BYTES)))
+            .collect();
+        // Taken before a call the model expects to fail, to show that it changed nothing (a
+        // call expected to succeed that fails is caught by the outcome check instead).
+        let mut before = None;
         let (what, result): (String, Result<(), Error>) = match op % 12 {
             0 | 1 => {
                 let (addr, len) = pick_range(input, heap, &model, pool, &SPAN_LENS);
@@ -927,6 +987,9 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
                     }
                 };
                 let want = model.expect_register(addr, len, true, pool);
+                if want.is_err() {
+                    before = Some(snapshot(heap, &regions));
+                }
                 let got = heap.register_span(pool.memory(addr, len), class, noscan);
                 let what = format!("register_span({addr:#x}, {len}, {class}, {noscan})");
                 check_outcome(&what, &got, &want);
@@ -947,6 +1010,9 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
                         limit: len,
                     });
                 }
+                if want.is_err() {
+                    before = Some(snapshot(heap, &regions));
+                }
                 let got = heap.register_large(pool.memory(addr, len), &layout);
                 let what = format!("register_large({addr:#x}, {len}, {layout:?})");
                 check_outcome(&what, &got, &want);
@@ -966,6 +1032,9 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
                 } else {
                     Err(Error::NotRegistered { addr })
                 };
+                if want.is_err() {
+                    before = Some(snapshot(heap, &regions));
+                }
                 let got = heap.unregister_span(addr);
                 let what = format!("unregister_span({addr:#x})");
                 check_outcome(&what, &got, &want);
@@ -984,6 +1053,9 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
                 } else {
                     Err(Error::NotRegistered { addr })
                 };
+                if want.is_err() {
+                    before = Some(snapshot(heap, &regions));
+                }
                 let got = heap.unregister_large(addr);
                 let what = format!("unregister_large({addr:#x})");
                 check_outcome(&what, &got, &want);
@@ -997,6 +1069,9 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
                 let addr = pick_addr(input, heap, &model, pool);
                 let layout = pick_layout(input);
                 let want = model.expect_init(addr, &layout);
+                if want.is_err() {
+                    before = Some(snapshot(heap, &regions));
+                }
                 let got = heap.init_object(addr, &layout);
                 let what = format!("init_object({addr:#x}, {layout:?})");
                 check_outcome(&what, &got, &want);
@@ -1015,6 +1090,9 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
             7 => {
                 let addr = pick_addr(input, heap, &model, pool);
                 let want = model.expect_free(addr);
+                if want.is_err() {
+                    before = Some(snapshot(heap, &regions));
+                }
                 let got = heap.free_object(addr);
                 let what = format!("free_object({addr:#x})");
                 check_outcome(&what, &got, &want);
@@ -1030,6 +1108,9 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
             8 => {
                 let addr = pick_addr(input, heap, &model, pool);
                 let want = model.expect_object(addr);
+                if want.is_err() {
+                    before = Some(snapshot(heap, &regions));
+                }
                 let got = heap.mark_object(addr);
                 let what = format!("mark_object({addr:#x})");
                 check_outcome(&what, &got, &want);
@@ -1068,6 +1149,7 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
             }
         };
         if let Err(e) = &result {
+            let before = before.unwrap_or_else(|| panic!("{what} failed unexpectedly: {e:?}"));
             assert_eq!(
                 snapshot(heap, &regions),
                 before,
@@ -1076,9 +1158,16 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
             // Unchanged, so as consistent as after the last call, which was checked.
             continue;
         }
-        check_heap_invariants(heap);
+        // The model check (statistics, every object, every custom span's slots) runs after
+        // every call; the full slot-by-slot invariants after the calls that reshape the heap
+        // most (sweep, unregistration) and at the end, so that a sequence costs time linear in
+        // its length.
         check_model(heap, &model);
+        if matches!(op % 12, 3 | 4 | 9) {
+            check_heap_invariants(heap);
+        }
     }
+    check_heap_invariants(heap);
     model
 }
 

@@ -15,7 +15,7 @@ use sencha_spans::testing::check_heap_invariants;
 use sencha_spans::{Error as HeapError, Heap, HeapConfig, Layout, SPAN_BYTES, SizeClass};
 
 use super::compare_with_oracle;
-use super::source::{PagePool, Source, lock_fixture, marker_variant, on_shared_pool};
+use super::source::{PagePool, Source, lock_fixture, marker_variant};
 use crate::{Error, Roots};
 
 // ---------------------------------------------------------------------------------------------
@@ -51,12 +51,12 @@ const GATE_EXACT_MARK_STATS: bool = false;
 /// Pages of owned memory a custom allocator can register from.
 const POOL_PAGES: usize = 12;
 /// Most operations one input runs.
-pub const API_MAX_OPS: usize = 96;
+pub const API_MAX_OPS: usize = 64;
 /// Most objects alive at once (the allocation operations stop there).
 const MAX_OBJECTS: usize = 2048;
 /// Most bytes of embedded objects one input allocates: heaps are reused and keep the arenas
 /// they ever reserved, so this bounds the memory of the fuzzing process too.
-const MAX_ALLOC_BYTES: usize = 8 << 20;
+const MAX_ALLOC_BYTES: usize = 1 << 20;
 /// Object sizes: every small-size boundary, then large objects up to just over a scan chunk.
 const LAYOUT_BYTES: [usize; 18] = [
     1,
@@ -304,6 +304,14 @@ enum Op {
 }
 
 impl Op {
+    /// Whether the call may add or remove objects.
+    fn reshapes(&self) -> bool {
+        !matches!(
+            self,
+            Op::WriteWord { .. } | Op::ReadWord { .. } | Op::Query { .. } | Op::ClearMarks
+        )
+    }
+
     fn decode(b: &mut Source<'_>) -> Op {
         match b.u8() % 20 {
             0..=2 => Op::Alloc {
@@ -552,8 +560,10 @@ struct Run<'a> {
     model: Model,
     /// Bytes the embedded allocator handed out so far (see [`MAX_ALLOC_BYTES`]).
     allocated: usize,
-    /// The operation running, for failure messages.
-    what: String,
+    /// Pool pages some registration held (to be zeroed after the input).
+    used_pages: BTreeSet<usize>,
+    /// The operation running and its number, for failure messages.
+    op: (usize, Option<Op>),
 }
 
 /// Fuzz check for the public API as a runtime drives it: the first byte picks a heap
@@ -579,7 +589,7 @@ struct Run<'a> {
 /// sencha::testing::check_api(&[0, 0, 3, 1, 1, 14, 5, 1, 0, 0, 0, 16]);
 /// ```
 pub fn check_api(data: &[u8]) {
-    on_shared_pool(|| check_api_inner(data));
+    sencha_spans::testing::serial(|| check_api_inner(data));
 }
 
 fn check_api_inner(data: &[u8]) {
@@ -594,41 +604,49 @@ fn check_api_inner(data: &[u8]) {
         pool: &fixture.pool,
         model: Model::default(),
         allocated: 0,
-        what: String::new(),
+        used_pages: BTreeSet::new(),
+        op: (0, None),
     };
     let mut ops = 0;
     while b.has_bytes() && ops < API_MAX_OPS {
         ops += 1;
         let op = Op::decode(&mut b);
-        run.what = format!("op {ops}: {op:?}");
+        let reshapes = op.reshapes();
+        run.op = (ops, Some(op.clone()));
         run.apply(op);
-        run.check_objects();
+        run.check_objects(reshapes);
     }
     check_heap_invariants(run.heap);
-    let model = run.model;
+    let (model, used) = (run.model, run.used_pages);
     reset(heap, &model);
-    fixture.pool.zero(heap);
+    fixture.pool.zero(heap, used);
 }
 
 impl Run<'_> {
+    /// The operation running, for failure messages (formatted only when one fails).
+    fn what(&self) -> String {
+        format!("op {}: {:?}", self.op.0, self.op.1)
+    }
+
     fn expect<T: std::fmt::Debug>(&self, got: &Result<T, HeapError>, ok: bool) {
         assert_eq!(
             got.is_ok(),
             ok,
             "{}: returned {got:?}, the model expects {}",
-            self.what,
+            self.what(),
             if ok { "success" } else { "an error" }
         );
     }
 
-    /// The heap's objects are the model's.
-    fn check_objects(&self) {
+    /// The heap's objects are the model's: their number after every call, the addresses too
+    /// after a call that may add or remove objects.
+    fn check_objects(&self, reshaped: bool) {
         let s = self.heap.stats();
         assert_eq!(
             s.objects(),
             self.model.objects.len(),
             "{}: the heap has {} objects, the model {}",
-            self.what,
+            self.what(),
             s.objects(),
             self.model.objects.len()
         );
@@ -636,12 +654,16 @@ impl Run<'_> {
             s.custom_spans,
             self.model.custom_spans.len(),
             "{}",
-            self.what
+            self.what()
         );
-        if self.model.objects.len() <= 64 {
-            let got: BTreeSet<usize> = self.heap.objects().map(|o| o.addr()).collect();
-            let want: BTreeSet<usize> = self.model.objects.keys().copied().collect();
-            assert_eq!(got, want, "{}: the heap's objects", self.what);
+        if reshaped {
+            let mut got: Vec<usize> = self.heap.objects().map(|o| o.addr()).collect();
+            got.sort_unstable();
+            assert!(
+                got.iter().eq(self.model.objects.keys()),
+                "{}: the heap's objects",
+                self.what()
+            );
         }
     }
 
@@ -649,8 +671,8 @@ impl Run<'_> {
     fn check_all(&self) {
         for (&a, o) in &self.model.objects {
             match self.heap.object(a) {
-                Ok(h) => assert_eq!(h.bytes(), o.bytes, "{}: size of {a:#x}", self.what),
-                Err(e) => panic!("{}: object {a:#x} ({o:?}) is gone: {e}", self.what),
+                Ok(h) => assert_eq!(h.bytes(), o.bytes, "{}: size of {a:#x}", self.what()),
+                Err(e) => panic!("{}: object {a:#x} ({o:?}) is gone: {e}", self.what()),
             }
         }
         check_heap_invariants(self.heap);
@@ -681,7 +703,7 @@ impl Run<'_> {
                     None => self.model.zeroed.contains(&addr).then_some(0),
                 };
                 if let (Ok(v), Some(k)) = (got, known) {
-                    assert_eq!(v, k, "{}: read back", self.what);
+                    assert_eq!(v, k, "{}: read back", self.what());
                 }
             }
             Op::RegisterSpan {
@@ -751,7 +773,7 @@ impl Run<'_> {
                 assert!(
                     self.heap.marked_objects().is_empty(),
                     "{}: marks left",
-                    self.what
+                    self.what()
                 );
             }
             Op::Query { at } => self.query(at),
@@ -772,7 +794,7 @@ impl Run<'_> {
             layout.as_ref().ok().map(Layout::bytes),
             spec.expect(),
             "{}: built {layout:?}",
-            self.what
+            self.what()
         );
         let Ok(layout) = layout else { return };
         for _ in 0..count {
@@ -786,26 +808,26 @@ impl Run<'_> {
             let addr = match got {
                 Ok(a) => a,
                 Err(HeapError::OutOfMemory { .. }) => return,
-                Err(e) => panic!("{}: alloc returned {e:?}", self.what),
+                Err(e) => panic!("{}: alloc returned {e:?}", self.what()),
             };
             let o = self
                 .heap
                 .object(addr)
-                .unwrap_or_else(|e| panic!("{}: a fresh object {addr:#x}: {e}", self.what));
-            assert!(o.bytes() >= layout.bytes(), "{}: too small", self.what);
-            assert!(!self.pool.contains(addr), "{}: pool memory", self.what);
+                .unwrap_or_else(|e| panic!("{}: a fresh object {addr:#x}: {e}", self.what()));
+            assert!(o.bytes() >= layout.bytes(), "{}: too small", self.what());
+            assert!(!self.pool.contains(addr), "{}: pool memory", self.what());
             let (lo, hi) = self.heap.address_range();
             assert!(
                 lo <= addr && addr + o.bytes() <= hi,
                 "{}: {addr:#x} outside address_range {lo:#x}..{hi:#x}",
-                self.what
+                self.what()
             );
             for w in [0, layout.words() - 1] {
                 assert_eq!(
                     self.heap.read_word(addr, w),
                     Ok(0),
                     "{}: not zeroed",
-                    self.what
+                    self.what()
                 );
             }
             let obj = Obj {
@@ -815,6 +837,13 @@ impl Run<'_> {
             };
             self.model.add(addr, obj, true);
         }
+    }
+
+    /// Notes the pool pages of a registered range, to zero them after the input.
+    fn use_pages(&mut self, addr: usize, len: usize) {
+        let first = (addr - self.pool.start()) / SPAN_BYTES;
+        let last = (addr + len - 1 - self.pool.start()) / SPAN_BYTES;
+        self.used_pages.extend(first..=last);
     }
 
     /// Whether a registration of `addr .. addr + len` shares no page with the model's custom
@@ -840,7 +869,7 @@ impl Run<'_> {
             Ok(c) => c,
             Err(e) => {
                 let legal = (16..=512).contains(&class_bytes) && class_bytes.is_multiple_of(8);
-                assert!(!legal, "{}: class {class_bytes} refused: {e}", self.what);
+                assert!(!legal, "{}: class {class_bytes} refused: {e}", self.what());
                 return;
             }
         };
@@ -857,11 +886,12 @@ impl Run<'_> {
         self.expect(&got, ok);
         match got {
             Ok(base) => {
-                assert_eq!(base, addr, "{}", self.what);
+                assert_eq!(base, addr, "{}", self.what());
+                self.use_pages(base, SPAN_BYTES);
                 self.model.custom_spans.insert(base, (class, noscan));
                 self.check_all();
             }
-            Err(_) => assert_eq!(self.heap.stats(), before, "{}: changed", self.what),
+            Err(_) => assert_eq!(self.heap.stats(), before, "{}: changed", self.what()),
         }
     }
 
@@ -871,7 +901,7 @@ impl Run<'_> {
             layout.as_ref().ok().map(Layout::bytes),
             spec.expect(),
             "{}: built {layout:?}",
-            self.what
+            self.what()
         );
         let Ok(layout) = layout else { return };
         let addr = self.model.addr(at, self.pool);
@@ -888,7 +918,8 @@ impl Run<'_> {
         self.expect(&got, ok);
         match got {
             Ok(start) => {
-                assert_eq!(start, addr, "{}", self.what);
+                assert_eq!(start, addr, "{}", self.what());
+                self.use_pages(start, len);
                 let obj = Obj {
                     kind: Kind::CustomLarge,
                     bytes: layout.bytes(),
@@ -897,7 +928,7 @@ impl Run<'_> {
                 self.model.add(start, obj, false);
                 self.check_all();
             }
-            Err(_) => assert_eq!(self.heap.stats(), before, "{}: changed", self.what),
+            Err(_) => assert_eq!(self.heap.stats(), before, "{}: changed", self.what()),
         }
     }
 
@@ -907,7 +938,7 @@ impl Run<'_> {
             layout.as_ref().ok().map(Layout::bytes),
             spec.expect(),
             "{}: built {layout:?}",
-            self.what
+            self.what()
         );
         let Ok(layout) = layout else { return };
         let addr = self.model.addr(at, self.pool);
@@ -956,15 +987,15 @@ impl Run<'_> {
         }
         // A runtime marks a heap without marks: clear those of an earlier mark first.
         let outcome = compare_with_oracle(self.heap, &roots, marker)
-            .unwrap_or_else(|e| panic!("{}: {e}", self.what));
+            .unwrap_or_else(|e| panic!("{}: {e}", self.what()));
         self.model.since_mark.clear();
         self.model.pinned.clear();
         match outcome {
             Ok(stats) => {
-                assert!(valid, "{}: invalid precise roots accepted", self.what);
+                assert!(valid, "{}: invalid precise roots accepted", self.what());
                 let marked: BTreeSet<usize> = self.heap.marked_objects().into_iter().collect();
                 if GATE_EXACT_MARK_STATS {
-                    assert_eq!(stats.objects_marked, marked.len(), "{}: stats", self.what);
+                    assert_eq!(stats.objects_marked, marked.len(), "{}: stats", self.what());
                 }
                 self.model.marked = Some(marked);
             }
@@ -972,12 +1003,12 @@ impl Run<'_> {
                 assert!(
                     !valid && matches!(e, Error::InvalidRoot { .. }),
                     "{}: mark failed: {e}",
-                    self.what
+                    self.what()
                 );
                 assert!(
                     self.heap.marked_objects().is_empty(),
                     "{}: marks",
-                    self.what
+                    self.what()
                 );
                 self.model.marked = None;
             }
@@ -1000,7 +1031,7 @@ impl Run<'_> {
             assert!(
                 marked.is_superset(&reached),
                 "{}: a mark on a marked heap missed {:x?}",
-                self.what,
+                self.what(),
                 reached.difference(&marked).take(5).collect::<Vec<_>>()
             );
         }
@@ -1014,7 +1045,7 @@ impl Run<'_> {
                     (s.freed_objects, s.freed_large_objects),
                     (0, 0),
                     "{}: a sweep with no complete mark freed objects",
-                    self.what
+                    self.what()
                 );
                 self.check_all();
             }
@@ -1026,9 +1057,13 @@ impl Run<'_> {
         for (&a, o) in &self.model.objects {
             let survives = self.heap.object(a).is_ok();
             if marked.contains(&a) || (GATE_ALLOC_BLACK && self.model.since_mark.contains(&a)) {
-                assert!(survives, "{}: live object {a:#x} ({o:?}) freed", self.what);
+                assert!(
+                    survives,
+                    "{}: live object {a:#x} ({o:?}) freed",
+                    self.what()
+                );
             } else if !self.model.since_mark.contains(&a) {
-                assert!(!survives, "{}: unmarked {a:#x} ({o:?}) kept", self.what);
+                assert!(!survives, "{}: unmarked {a:#x} ({o:?}) kept", self.what());
             }
             if !survives {
                 gone.push(a);
@@ -1042,17 +1077,22 @@ impl Run<'_> {
         }
         self.model.since_mark.clear();
         let got: BTreeSet<usize> = s.freed_custom_large.iter().copied().collect();
-        assert_eq!(got, freed_custom_large, "{}: freed_custom_large", self.what);
+        assert_eq!(
+            got,
+            freed_custom_large,
+            "{}: freed_custom_large",
+            self.what()
+        );
         assert_eq!(
             s.live_objects + s.live_large_objects,
             self.model.objects.len(),
             "{}: live objects {s:?}",
-            self.what
+            self.what()
         );
         assert!(
             self.heap.marked_objects().is_empty(),
             "{}: marks left",
-            self.what
+            self.what()
         );
         self.check_all();
     }
@@ -1073,7 +1113,7 @@ impl Run<'_> {
             heap.object_containing(addr).map(|o| o.addr()),
             containing,
             "{}: object_containing",
-            self.what
+            self.what()
         );
         let _ = heap.resolve(addr);
         let marked = heap.is_marked(addr);
@@ -1083,7 +1123,7 @@ impl Run<'_> {
             && model.pinned.is_empty()
         {
             let want = model.marked.as_ref().is_some_and(|s| s.contains(&addr));
-            assert_eq!(m, want, "{}: is_marked", self.what);
+            assert_eq!(m, want, "{}: is_marked", self.what());
         }
         let base = addr & !(SPAN_BYTES - 1);
         let is_base = addr == base
@@ -1102,14 +1142,14 @@ impl Run<'_> {
             let got: BTreeSet<usize> = (0..512)
                 .filter(|&i| bits[i / 64] >> (i % 64) & 1 != 0)
                 .collect();
-            assert_eq!(got, want, "{}: allocated_slots", self.what);
+            assert_eq!(got, want, "{}: allocated_slots", self.what());
         }
         let (lo, hi) = heap.address_range();
         for (&a, ob) in &model.objects {
             assert!(
                 lo <= a && a + ob.bytes <= hi,
                 "{}: {a:#x} outside address_range",
-                self.what
+                self.what()
             );
         }
     }

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use sencha_spans::{Heap, HeapConfig, Layout, SPAN_BYTES, SizeClass};
 
 use super::compare_with_oracle;
-use super::source::{PagePool, Source, lock_fixture, low, marker_variant, on_shared_pool};
+use super::source::{PagePool, Source, lock_fixture, low, marker_variant};
 use crate::Roots;
 
 /// Most objects one input allocates (list cells included).
@@ -23,6 +23,8 @@ const LARGE_BYTES: [usize; 5] = [520, 4096, 9000, 24_008, (128 << 10) + 4096];
 struct Fixture {
     heap: Heap,
     pool: PagePool,
+    /// Pool pages the last input registered (its first ones), to be zeroed.
+    used_pages: usize,
 }
 
 static FIXTURE: Mutex<Option<Fixture>> = Mutex::new(None);
@@ -36,6 +38,7 @@ impl Fixture {
                 arena_bytes: 4 << 20,
             }),
             pool: PagePool::leak(MAX_CUSTOM_SPANS),
+            used_pages: 0,
         }
     }
 
@@ -63,7 +66,9 @@ impl Fixture {
             (0, 0, 0),
             "a sweep after a mark from no roots left objects: {s:?}"
         );
-        self.pool.zero(heap);
+        let used = self.used_pages;
+        self.pool.zero(heap, 0..used);
+        self.used_pages = 0;
     }
 }
 
@@ -255,7 +260,7 @@ impl Graph<'_> {
 /// sencha::testing::check_graph_from_bytes(&[6, 0, 1, 2, 9, 3, 7, 10, 0]);
 /// ```
 pub fn check_graph_from_bytes(data: &[u8]) {
-    on_shared_pool(|| check_graph_from_bytes_inner(data));
+    sencha_spans::testing::serial(|| check_graph_from_bytes_inner(data));
 }
 
 fn check_graph_from_bytes_inner(data: &[u8]) {
@@ -283,7 +288,9 @@ fn check_graph_from_bytes_inner(data: &[u8]) {
         }
     }
     let roots = std::mem::take(&mut g.roots);
+    let used_pages = g.custom.len();
     let result = compare_with_oracle(&mut fixture.heap, &roots, marker);
+    fixture.used_pages = used_pages;
     fixture.reset();
     if let Err(e) = result {
         panic!("{e}");

@@ -183,21 +183,27 @@ impl PagePool {
         unsafe { OwnedMemory::new_unchecked(std::ptr::without_provenance_mut(addr), len) }
     }
 
-    /// Zeroes the whole pool, so that the next input sees the memory the first one saw.
+    /// Zeroes the pages `pages` (indices), so that the next input sees the memory the first
+    /// one saw.
     ///
     /// # Panics
     /// If `heap` (the only heap this pool's ranges go to) still holds a custom span or a custom
-    /// large object.
-    pub(crate) fn zero(&mut self, heap: &Heap) {
+    /// large object, or a page index is out of range.
+    pub(crate) fn zero(&mut self, heap: &Heap, pages: impl IntoIterator<Item = usize>) {
         assert!(
             heap.stats().custom_spans == 0 && heap.large_objects().all(|l| !l.is_custom()),
             "zeroing pool memory a heap still holds"
         );
-        // SAFETY: the pool's memory is the leaked allocation of `pages` pages (leak), valid
-        // for writes. Its ranges go only to `heap`, which was just seen to hold no custom span
-        // and no custom large object, so nothing reads or writes them meanwhile; `&mut self`
-        // excludes any other use of the pool.
-        unsafe { std::ptr::write_bytes(self.ptr, 0, self.bytes()) }
+        for page in pages {
+            assert!(page < self.pages, "page {page} is outside the pool");
+            // SAFETY: the page lies inside the leaked, never-freed pool (checked above), valid
+            // for writes. Its ranges go only to `heap`, which was just seen to hold no custom
+            // span and no custom large object, so nothing reads or writes them meanwhile;
+            // `&mut self` excludes any other use of the pool.
+            unsafe {
+                std::ptr::write_bytes(self.ptr.wrapping_add(page * SPAN_BYTES), 0, SPAN_BYTES)
+            }
+        }
     }
 }
 
@@ -217,13 +223,6 @@ fn shared_pool() -> Arc<ThreadPool> {
         )
     })
     .clone()
-}
-
-/// Runs `f` on the shared pool, so that what it parallelises (sweeps, marks on the shared
-/// pool) runs on the threads already awake instead of waking a second pool: on two cores the
-/// other pool's spinning threads would take the time from the check.
-pub(crate) fn on_shared_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    shared_pool().install(f)
 }
 
 /// The marker variant that byte `b` names: 1 to 4 workers, Green Tea or the baseline, in-place

@@ -5,8 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
+/// A fuzz target's check function.
+type Check = fn(&[u8]);
+
 /// The targets, each with its check function.
-const TARGETS: [(&str, fn(&[u8])); 4] = [
+const TARGETS: [(&str, Check); 4] = [
     ("span_layout", sencha::testing::check_kernels_from_bytes),
     ("heap_graph", sencha::testing::check_graph_from_bytes),
     (

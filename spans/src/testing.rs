@@ -955,16 +955,18 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
             break;
         }
         // The pool, and the start of the arena of each embedded object (not every arena: a
-        // reused heap keeps those of earlier sequences).
-        let arenas: BTreeSet<usize> = model
-            .embedded_small
-            .keys()
-            .chain(model.embedded_large.keys())
-            .map(|&o| arena_of(heap, o).start())
-            .collect();
-        let regions: Vec<(usize, usize)> = std::iter::once((pool.start, POOL_PAGES * SPAN_BYTES))
-            .chain(arenas.into_iter().map(|a| (a, 4 * SPAN_BYTES)))
-            .collect();
+        // reused heap keeps those of earlier sequences). Computed when a snapshot is taken.
+        let regions = |heap: &Heap, model: &Model| -> Vec<(usize, usize)> {
+            let arenas: BTreeSet<usize> = model
+                .embedded_small
+                .keys()
+                .chain(model.embedded_large.keys())
+                .map(|&o| arena_of(heap, o).start())
+                .collect();
+            std::iter::once((pool.start, POOL_PAGES * SPAN_BYTES))
+                .chain(arenas.into_iter().map(|a| (a, 4 * SPAN_BYTES)))
+                .collect()
+        };
         // Taken before a call the model expects to fail, to show that it changed nothing (a
         // call expected to succeed that fails is caught by the outcome check instead).
         let mut before = None;
@@ -988,7 +990,8 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
                 };
                 let want = model.expect_register(addr, len, true, pool);
                 if want.is_err() {
-                    before = Some(snapshot(heap, &regions));
+                    let r = regions(heap, &model);
+                    before = Some((snapshot(heap, &r), r));
                 }
                 let got = heap.register_span(pool.memory(addr, len), class, noscan);
                 let what = format!("register_span({addr:#x}, {len}, {class}, {noscan})");
@@ -1011,7 +1014,8 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
                     });
                 }
                 if want.is_err() {
-                    before = Some(snapshot(heap, &regions));
+                    let r = regions(heap, &model);
+                    before = Some((snapshot(heap, &r), r));
                 }
                 let got = heap.register_large(pool.memory(addr, len), &layout);
                 let what = format!("register_large({addr:#x}, {len}, {layout:?})");
@@ -1033,7 +1037,8 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
                     Err(Error::NotRegistered { addr })
                 };
                 if want.is_err() {
-                    before = Some(snapshot(heap, &regions));
+                    let r = regions(heap, &model);
+                    before = Some((snapshot(heap, &r), r));
                 }
                 let got = heap.unregister_span(addr);
                 let what = format!("unregister_span({addr:#x})");
@@ -1054,7 +1059,8 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
                     Err(Error::NotRegistered { addr })
                 };
                 if want.is_err() {
-                    before = Some(snapshot(heap, &regions));
+                    let r = regions(heap, &model);
+                    before = Some((snapshot(heap, &r), r));
                 }
                 let got = heap.unregister_large(addr);
                 let what = format!("unregister_large({addr:#x})");
@@ -1070,7 +1076,8 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
                 let layout = pick_layout(input);
                 let want = model.expect_init(addr, &layout);
                 if want.is_err() {
-                    before = Some(snapshot(heap, &regions));
+                    let r = regions(heap, &model);
+                    before = Some((snapshot(heap, &r), r));
                 }
                 let got = heap.init_object(addr, &layout);
                 let what = format!("init_object({addr:#x}, {layout:?})");
@@ -1091,7 +1098,8 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
                 let addr = pick_addr(input, heap, &model, pool);
                 let want = model.expect_free(addr);
                 if want.is_err() {
-                    before = Some(snapshot(heap, &regions));
+                    let r = regions(heap, &model);
+                    before = Some((snapshot(heap, &r), r));
                 }
                 let got = heap.free_object(addr);
                 let what = format!("free_object({addr:#x})");
@@ -1109,7 +1117,8 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
                 let addr = pick_addr(input, heap, &model, pool);
                 let want = model.expect_object(addr);
                 if want.is_err() {
-                    before = Some(snapshot(heap, &regions));
+                    let r = regions(heap, &model);
+                    before = Some((snapshot(heap, &r), r));
                 }
                 let got = heap.mark_object(addr);
                 let what = format!("mark_object({addr:#x})");
@@ -1149,7 +1158,8 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
             }
         };
         if let Err(e) = &result {
-            let before = before.unwrap_or_else(|| panic!("{what} failed unexpectedly: {e:?}"));
+            let (before, regions) =
+                before.unwrap_or_else(|| panic!("{what} failed unexpectedly: {e:?}"));
             assert_eq!(
                 snapshot(heap, &regions),
                 before,

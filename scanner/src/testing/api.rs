@@ -1038,7 +1038,7 @@ impl Run<'_> {
     }
 
     fn sweep(&mut self) {
-        let Some(marked) = self.model.marked.take() else {
+        let Some(mut marked) = self.model.marked.take() else {
             if GATE_SWEEP_WITHOUT_MARK {
                 let s = self.heap.sweep();
                 assert_eq!(
@@ -1051,6 +1051,8 @@ impl Run<'_> {
             }
             return;
         };
+        // Objects pinned since the mark are marked too, so they survive.
+        marked.extend(std::mem::take(&mut self.model.pinned));
         let s = self.heap.sweep();
         let mut freed_custom_large = BTreeSet::new();
         let mut gone = Vec::new();

@@ -20,7 +20,7 @@ mod graph;
 mod kernels;
 mod source;
 
-pub use api::{API_MAX_OPS, check_api};
+pub use api::{API_MAX_OPS, ApiGates, check_api, check_api_gated};
 pub use graph::{GRAPH_MAX_OBJECTS, check_graph_from_bytes};
 pub use kernels::check_kernels_from_bytes;
 

@@ -5,6 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
+use sencha::testing::ApiGates;
+
 /// A fuzz target's check function.
 type Check = fn(&[u8]);
 
@@ -73,4 +75,64 @@ fn fuzz_checks_accept_random_inputs() {
             check(&data);
         }
     }
+}
+
+/// Replays `fuzz/regressions/api/<name>`, an input that crashed `check_api` with one gate on,
+/// with `gates`.
+fn replay_gated(name: &str, gates: ApiGates) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/regressions/api")
+        .join(name);
+    let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    sencha::testing::check_api_gated(&data, gates);
+}
+
+#[test]
+#[ignore = "finding 1 (arena_bytes near usize::MAX) is being fixed on main; run once merged"]
+fn fuzz_api_finding_1_huge_arena_config() {
+    let gates = ApiGates {
+        huge_arena_config: true,
+        ..ApiGates::ENABLED
+    };
+    replay_gated("finding-1-huge-arena-config", gates);
+}
+
+#[test]
+#[ignore = "finding 5 (Layout::array of an array) is being fixed on main; run once merged"]
+fn fuzz_api_finding_5_nested_array_layout() {
+    let gates = ApiGates {
+        nested_array_layout: true,
+        ..ApiGates::ENABLED
+    };
+    replay_gated("finding-5-nested-array-layout", gates);
+}
+
+#[test]
+#[ignore = "finding 6 (allocate black) is being fixed on main; run once merged"]
+fn fuzz_api_finding_6_alloc_black() {
+    let gates = ApiGates {
+        alloc_black: true,
+        ..ApiGates::ENABLED
+    };
+    replay_gated("finding-6-alloc-black", gates);
+}
+
+#[test]
+#[ignore = "finding 8 (sweep without a complete mark) is being fixed on main; run once merged"]
+fn fuzz_api_finding_8_sweep_without_mark() {
+    let gates = ApiGates {
+        sweep_without_mark: true,
+        ..ApiGates::ENABLED
+    };
+    replay_gated("finding-8-sweep-without-mark", gates);
+}
+
+#[test]
+#[ignore = "finding 9 (exact MarkStats) is being fixed on main; run once merged"]
+fn fuzz_api_finding_9_exact_mark_stats() {
+    let gates = ApiGates {
+        exact_mark_stats: true,
+        ..ApiGates::ENABLED
+    };
+    replay_gated("finding-9-exact-mark-stats", gates);
 }

@@ -13,7 +13,16 @@ use std::alloc::{Layout as AllocLayout, alloc_zeroed, dealloc};
 
 use sencha_spans::{Heap, Layout, OwnedMemory, SPAN_BYTES, SizeClass};
 
-use crate::{Marker, Roots, reference};
+use crate::{MarkStats, Marker, Roots, reference};
+
+mod api;
+mod graph;
+mod kernels;
+mod source;
+
+pub use api::{API_MAX_OPS, ApiGates, check_api, check_api_gated};
+pub use graph::{GRAPH_MAX_OBJECTS, check_graph_from_bytes};
+pub use kernels::check_kernels_from_bytes;
 
 pub use sencha_spans::testing::SplitMix64;
 
@@ -268,20 +277,41 @@ fn low(words: usize) -> u64 {
 /// Marks `t` with `marker` and with the reference oracle; `Err` describes the first difference.
 /// Leaves the heap's marks cleared.
 pub fn check_marker(t: &mut TestHeap, marker: &Marker) -> Result<(), String> {
+    let result = compare_with_oracle(&mut t.heap, &t.roots, marker);
     t.clear_marks();
-    reference::mark(&t.heap, &t.roots).map_err(|e| format!("reference: {e}"))?;
-    let want = t.heap.marked_objects();
-    t.clear_marks();
-    let stats = marker
-        .mark(&t.heap, &t.roots)
-        .map_err(|e| format!("marker: {e}"))?;
-    let got = t.heap.marked_objects();
-    let state = t.heap.mark_state();
-    let owners_idle = t
-        .heap
-        .spans()
-        .all(|s| s.owner() == sencha_spans::Owner::Unowned);
-    t.clear_marks();
+    match result? {
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("both the oracle and the marker failed: {e}")),
+    }
+}
+
+/// Marks `heap` from `roots` with the reference oracle, clears the marks, then marks with
+/// `marker`, and compares: the same outcome (both succeed, or both fail with the same error),
+/// exactly the same marked objects, no span left owned, statistics that count exactly the
+/// objects marked, and a heap left `Marked`. Returns the marker's outcome, or `Err` describing the first difference.
+/// Leaves the marker's marks in place.
+pub fn compare_with_oracle(
+    heap: &mut Heap,
+    roots: &Roots,
+    marker: &Marker,
+) -> Result<Result<MarkStats, crate::Error>, String> {
+    heap.clear_marks();
+    let want = reference::mark(heap, roots).map(|_| heap.marked_objects());
+    heap.clear_marks();
+    let got = marker.mark(heap, roots);
+    let (want, stats) = match (want, got) {
+        (Ok(w), Ok(s)) => (w, s),
+        (Err(a), Err(b)) if a == b => return Ok(Err(b)),
+        (a, b) => {
+            return Err(format!(
+                "{}: the oracle returned {:?}, the marker {:?}",
+                describe(marker),
+                a.map(|v| v.len()),
+                b.map(|s| s.objects_marked)
+            ));
+        }
+    };
+    let got = heap.marked_objects();
     if got != want {
         let missing: Vec<_> = want
             .iter()
@@ -294,140 +324,43 @@ pub fn check_marker(t: &mut TestHeap, marker: &Marker) -> Result<(), String> {
             .take(5)
             .collect();
         return Err(format!(
-            "{} {} x{}: marked {} objects, oracle {}; missing {:x?}, extra {:x?}",
-            marker.algorithm().name(),
-            marker.kernel(),
-            marker.workers(),
+            "{}: marked {} objects, oracle {}; missing {:x?}, extra {:x?}",
+            describe(marker),
             got.len(),
             want.len(),
             missing,
             extra
         ));
     }
-    if !owners_idle {
-        return Err("a span was left owned after marking".into());
+    if !heap
+        .spans()
+        .all(|s| s.owner() == sencha_spans::Owner::Unowned)
+    {
+        return Err(format!("{}: a span was left owned", describe(marker)));
     }
     if stats.objects_marked != got.len() {
         return Err(format!(
-            "stats count {} marked objects, heap has {}",
+            "{}: stats count {} marked objects, heap has {}",
+            describe(marker),
             stats.objects_marked,
             got.len()
         ));
     }
+    let state = heap.mark_state();
     if state != sencha_spans::MarkState::Marked {
-        return Err(format!("the heap is {state:?} after a complete mark"));
+        return Err(format!(
+            "{}: the heap is {state:?} after a complete mark",
+            describe(marker)
+        ));
     }
-    Ok(())
+    Ok(Ok(stats))
 }
 
-/// Reads bytes as a stream of numbers, then zeros once they run out.
-struct Bytes<'a>(&'a [u8]);
-
-impl Bytes<'_> {
-    fn u64(&mut self) -> u64 {
-        let n = self.0.len().min(8);
-        let mut b = [0u8; 8];
-        b[..n].copy_from_slice(&self.0[..n]);
-        self.0 = &self.0[n..];
-        u64::from_le_bytes(b)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.u64() % n as u64) as usize
-    }
-}
-
-/// Fuzz check for span layouts: bytes choose a size class (any of the 63), per-object pointer
-/// bits, word values (null, in the heap, out of it) and a grey mask; every available kernel
-/// tier must return exactly the scalar tier's output.
-///
-/// # Panics
-/// When a tier disagrees with the scalar tier (that is the bug the fuzzer looks for).
-pub fn check_kernels_from_bytes(data: &[u8]) {
-    use crate::kernel::{GatherBuf, HeapRange, Kernel};
-    let mut b = Bytes(data);
-    let class = SizeClass::new(8 * (2 + b.below(63))).expect("legal class");
-    // `mem` before `heap`: locals drop in reverse, so the heap goes first even on a panic.
-    let mem = SpanMemory::new();
-    let mut heap = Heap::new();
-    let base = heap
-        .register_span(mem.owned(), class, false)
-        .expect("register");
-    let words = class.words();
-    let seed = b.u64();
-    let mut r = SplitMix64::new(seed);
-    for i in 0..class.capacity() {
-        let bits = b.u64() & low(words);
-        let addr = base + i * class.bytes();
-        heap.init_object(
-            addr,
-            &Layout::with_pointers(class.bytes(), bits).expect("layout"),
-        )
-        .expect("init");
-        for w in 0..words {
-            let v = match r.below(5) {
-                0 => 0,
-                1 => base + 8 * r.below(1024),
-                2 => r.next_u64() as usize,
-                3 => base.wrapping_sub(8 * r.below(4)),
-                _ => base + 8192 + 8 * r.below(4),
-            };
-            heap.write_word(addr, w, v).expect("write");
-        }
-    }
-    let grey: [u64; 8] = std::array::from_fn(|_| b.u64());
-    let range = HeapRange::new(base + 8 * b.below(64), base + 8192 - 8 * b.below(64));
-    let span = match heap.resolve(base) {
-        sencha_spans::Resolved::Small(o) => o.span,
-        _ => unreachable!("a registered span resolves to itself"),
-    };
-    let mut want = GatherBuf::default();
-    let n = Kernel::scalar().gather(span, &grey, range, &mut want);
-    for k in Kernel::available() {
-        let mut got = GatherBuf::default();
-        let m = k.gather(span, &grey, range, &mut got);
-        assert_eq!(
-            &got.0[..m],
-            &want.0[..n],
-            "tier {k} disagrees with scalar on class {class}"
-        );
-    }
-}
-
-/// Fuzz check for heap graphs: bytes choose a small heap (objects, edges, roots) and the Green
-/// Tea marker at 1 to 4 workers and the baseline must mark exactly what the oracle marks.
-///
-/// # Panics
-/// When a marker disagrees with the oracle.
-pub fn check_graph_from_bytes(data: &[u8]) {
-    use std::sync::OnceLock;
-    static MARKERS: OnceLock<Vec<Marker>> = OnceLock::new();
-    let markers = MARKERS.get_or_init(|| {
-        let mut v: Vec<Marker> = (1..=4)
-            .map(|w| Marker::builder().workers(w).build().expect("marker"))
-            .collect();
-        v.push(
-            Marker::builder()
-                .workers(2)
-                .algorithm(crate::Algorithm::Baseline)
-                .build()
-                .expect("marker"),
-        );
-        v
-    });
-    let mut b = Bytes(data);
-    let spec = HeapSpec {
-        seed: b.u64(),
-        objects: 1 + b.below(400),
-        custom_spans: b.below(3),
-        large: b.below(3),
-        list: b.below(300),
-        roots: b.below(6),
-    };
-    let mut t = random_heap(&spec);
-    for m in markers {
-        if let Err(e) = check_marker(&mut t, m) {
-            panic!("{spec:?}: {e}");
-        }
-    }
+fn describe(m: &Marker) -> String {
+    format!(
+        "{} {} x{} ({m:?})",
+        m.algorithm().name(),
+        m.kernel(),
+        m.workers()
+    )
 }

@@ -97,7 +97,7 @@ pub use heap::{
     Heap, HeapConfig, HeapStats, MarkState, MarkedTotals, Object, Resolved, SmallObject,
 };
 pub use large::LargeObject;
-pub use layout::{Layout, MAX_OBJECT_BYTES};
+pub use layout::{Layout, MAX_BITMAP_WORDS, MAX_OBJECT_BYTES};
 pub use protocol::ReachableCounts;
 pub use register::OwnedMemory;
 pub use span::{Owner, SPAN_BYTES, Span};

@@ -533,6 +533,16 @@ impl Layout {
         bits & valid
     }
 
+    /// A pointer-free layout of `bytes` (a positive multiple of 8 up to 1 TiB): the layout of a
+    /// free medium slot.
+    pub(crate) fn blank(bytes: usize) -> Layout {
+        debug_assert!(bytes > 0 && bytes.is_multiple_of(8) && bytes <= MAX_OBJECT_BYTES);
+        Layout {
+            bytes,
+            pointers: Pointers::None,
+        }
+    }
+
     /// The pointer bits of a small object (at most 64 words; bit `k` = word `k`).
     pub(crate) fn small_bits(&self) -> u64 {
         debug_assert!(self.words() <= 64);

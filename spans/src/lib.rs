@@ -75,6 +75,7 @@ mod heap;
 mod large;
 mod layout;
 mod line;
+mod medium;
 #[cfg(any(test, feature = "testing"))]
 pub mod pagemap;
 #[cfg(not(any(test, feature = "testing")))]
@@ -98,6 +99,7 @@ pub use heap::{
 };
 pub use large::LargeObject;
 pub use layout::{Layout, MAX_BITMAP_WORDS, MAX_OBJECT_BYTES};
+pub use medium::MediumClass;
 pub use protocol::ReachableCounts;
 pub use register::OwnedMemory;
 pub use span::{Owner, SPAN_BYTES, Span};

@@ -111,6 +111,8 @@ const _: () = {
         prev = c;
         i += 1;
     }
+    // One page holds an object of every class, so every legal span has a slot.
+    assert!(MediumClass::MAX_BYTES <= SPAN_BYTES);
     // Every legal span's slots fit the allocation bits of a record.
     assert!(MediumClass::MAX_SPAN_PAGES * SPAN_BYTES / MediumClass::MIN_BYTES <= LINE_WORDS * 64);
     // The magic multiply stays exact and in range (see the module docs).

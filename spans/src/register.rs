@@ -195,7 +195,7 @@ impl Heap {
     ///
     /// # Errors
     /// [`Error::NullAddress`]; [`Error::InvalidLength`] (not a whole number of pages from 1 to
-    /// 16, or shorter than one object); [`Error::Misaligned`] (not 8 KiB-aligned);
+    /// 16); [`Error::Misaligned`] (not 8 KiB-aligned);
     /// [`Error::OutOfAddressSpace`]; [`Error::AlreadyRegistered`]; [`Error::Overlap`].
     ///
     /// # Examples
@@ -218,10 +218,10 @@ impl Heap {
         class: MediumClass,
     ) -> Result<usize, Error> {
         let pages = mem.len / SPAN_BYTES;
+        // A page (8 KiB) holds an object of every class, so one page is always enough.
         if mem.addr != 0
             && (!mem.len.is_multiple_of(SPAN_BYTES)
-                || !(1..=MediumClass::MAX_SPAN_PAGES).contains(&pages)
-                || mem.len < class.bytes())
+                || !(1..=MediumClass::MAX_SPAN_PAGES).contains(&pages))
         {
             return Err(Error::InvalidLength { len: mem.len });
         }

@@ -644,7 +644,7 @@ struct Model {
 #[derive(Clone, Copy, Debug)]
 enum Kind {
     Span,
-    Medium(MediumClass),
+    Medium,
     Large,
 }
 
@@ -708,10 +708,9 @@ impl Model {
     fn expect_register(&self, addr: usize, len: usize, kind: Kind, pool: &Pool) -> Expect {
         let bad_len = match kind {
             Kind::Span => len != SPAN_BYTES,
-            Kind::Medium(class) => {
+            Kind::Medium => {
                 !len.is_multiple_of(SPAN_BYTES)
                     || !(1..=MediumClass::MAX_SPAN_PAGES).contains(&(len / SPAN_BYTES))
-                    || len < class.bytes()
             }
             Kind::Large => false,
         };
@@ -1308,7 +1307,7 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) {
                         continue;
                     }
                 };
-                let want = model.expect_register(addr, len, Kind::Medium(class), pool);
+                let want = model.expect_register(addr, len, Kind::Medium, pool);
                 let got = heap.register_medium_span(pool.memory(addr, len), class);
                 let what = format!("register_medium_span({addr:#x}, {len}, {class})");
                 check_outcome(&what, &got, &want);

@@ -231,3 +231,15 @@ impl LargeObject {
         unsafe { std::ptr::write_bytes(self.start as *mut u8, 0, self.layout.bytes()) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/SPAN_LAYOUT.md §12 counts a medium slot's record as 56 bytes.
+    #[test]
+    fn large_record_is_56_bytes() {
+        assert_eq!(std::mem::size_of::<LargeObject>(), 56);
+        assert_eq!(std::mem::size_of::<Layout>(), 32);
+    }
+}

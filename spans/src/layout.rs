@@ -102,7 +102,8 @@ struct View<'a> {
 /// assert!(odd.is_pointer_word(70) && !odd.is_pointer_word(69));
 /// // A header { len: u64, class: *const Class } followed by 10 elements of { *const T, u64 }.
 /// let header = Layout::with_pointers(16, 0b10).unwrap();
-/// let vec = Layout::header_then_array(header, Layout::with_pointers(16, 0b01).unwrap(), 10).unwrap();
+/// let elem = Layout::with_pointers(16, 0b01).unwrap();
+/// let vec = Layout::header_then_array(header, elem, 10).unwrap();
 /// assert_eq!(vec.bytes(), 176);
 /// assert!(vec.is_pointer_word(1) && vec.is_pointer_word(2) && !vec.is_pointer_word(3));
 /// ```
@@ -290,7 +291,8 @@ impl Layout {
     /// use sencha_spans::Layout;
     /// // { len, *class } then 3 elements of 70 words with a pointer in their last word.
     /// let elem = Layout::from_pointer_words(560, &[69]).unwrap();
-    /// let l = Layout::header_then_array(Layout::with_pointers(16, 0b10).unwrap(), elem, 3).unwrap();
+    /// let header = Layout::with_pointers(16, 0b10).unwrap();
+    /// let l = Layout::header_then_array(header, elem, 3).unwrap();
     /// let words: Vec<usize> = (0..l.words()).filter(|&w| l.is_pointer_word(w)).collect();
     /// assert_eq!(words, [1, 71, 141, 211]);
     /// ```

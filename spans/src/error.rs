@@ -13,6 +13,11 @@ pub enum Error {
         /// The size asked for.
         bytes: usize,
     },
+    /// A medium object size that is not a multiple of 8 from 520 to 8192.
+    InvalidMediumClass {
+        /// The size asked for.
+        bytes: usize,
+    },
     /// A layout of zero bytes, or one whose pointer words lie outside the object.
     InvalidLayout {
         /// What is wrong with it.
@@ -136,6 +141,10 @@ impl fmt::Display for Error {
             Error::InvalidSizeClass { bytes } => write!(
                 f,
                 "invalid size class {bytes}: must be a multiple of 8 from 16 to 512 bytes"
+            ),
+            Error::InvalidMediumClass { bytes } => write!(
+                f,
+                "invalid medium size class {bytes}: must be a multiple of 8 from 520 to 8192 bytes"
             ),
             Error::InvalidLayout { reason } => write!(f, "invalid layout: {reason}"),
             Error::LayoutTooLarge { bytes, limit } => {

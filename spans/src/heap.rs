@@ -17,6 +17,7 @@ use crate::arena::Arena;
 use crate::class::SizeClass;
 use crate::error::Error;
 use crate::large::LargeObject;
+use crate::medium::{MediumClass, MediumSpan};
 use crate::pagemap::{ADDRESS_LIMIT, Entry, EntryKind, PageMap};
 use crate::span::{CLASS_NOSCAN, LINE_WORDS, MapHit, SPAN_BYTES, Span};
 
@@ -144,12 +145,14 @@ impl SpanRecord {
 /// What an address resolves to.
 #[derive(Clone, Copy, Debug)]
 pub enum Resolved<'h> {
-    /// Not an object of this heap: null, unmapped, free pages, a span's metadata tail, or past
-    /// the end of a large object.
+    /// Not an object of this heap: null, unmapped, free pages, a span's metadata tail, past
+    /// the end of a large object, or past the layout of a medium object in its slot.
     NotInHeap,
     /// A slot of a small-object span (allocated or not: [`Heap::object`] checks that).
     Small(SmallObject<'h>),
-    /// Inside a large object.
+    /// Inside an object with its own record: a large object, or a medium object's slot
+    /// ([`LargeObject::is_medium`]; allocated or not, like small slots: [`Heap::object`]
+    /// checks that, and a free slot's record has no pointers).
     Large(&'h LargeObject),
 }
 
@@ -179,7 +182,7 @@ impl SmallObject<'_> {
 pub enum Object<'h> {
     /// A small object.
     Small(SmallObject<'h>),
-    /// A large object.
+    /// A large or medium object ([`LargeObject::is_medium`] tells them apart).
     Large(&'h LargeObject),
 }
 
@@ -192,7 +195,8 @@ impl Object<'_> {
         }
     }
 
-    /// The object's size in bytes (its slot size for small objects).
+    /// The object's size in bytes (its slot size for small objects, its layout's size for
+    /// medium and large ones).
     pub fn bytes(&self) -> usize {
         match self {
             Object::Small(o) => o.class.bytes(),
@@ -213,12 +217,14 @@ impl Object<'_> {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct MarkedTotals {
-    /// Objects, small and large.
+    /// Objects, small, medium and large.
     pub objects: usize,
-    /// Bytes: slot sizes of small objects, sizes of large ones.
+    /// Bytes: slot sizes of small and medium objects, sizes of large ones.
     pub bytes: usize,
     /// Of the objects, large ones.
     pub large_objects: usize,
+    /// Of the objects, medium ones.
+    pub medium_objects: usize,
 }
 
 /// Figures about a heap.
@@ -236,6 +242,12 @@ pub struct HeapStats {
     pub large_objects: usize,
     /// Bytes of large objects.
     pub large_bytes: usize,
+    /// Registered medium spans (embedded and custom).
+    pub medium_spans: usize,
+    /// Allocated medium objects.
+    pub medium_objects: usize,
+    /// Bytes of allocated medium-object slots.
+    pub medium_bytes: usize,
     /// Address space reserved from the OS by the embedded allocator.
     pub reserved_bytes: usize,
     /// Page-map chunk tables allocated (64 KiB each).
@@ -243,14 +255,14 @@ pub struct HeapStats {
 }
 
 impl HeapStats {
-    /// Allocated objects, small and large.
+    /// Allocated objects, small, medium and large.
     pub fn objects(&self) -> usize {
-        self.small_objects + self.large_objects
+        self.small_objects + self.medium_objects + self.large_objects
     }
 
-    /// Allocated bytes, small and large.
+    /// Allocated bytes, small, medium and large.
     pub fn bytes(&self) -> usize {
-        self.small_bytes + self.large_bytes
+        self.small_bytes + self.medium_bytes + self.large_bytes
     }
 }
 
@@ -282,6 +294,11 @@ pub struct Heap {
     pub(crate) vacant_spans: Vec<u32>,
     pub(crate) large: Vec<Option<LargeObject>>,
     pub(crate) vacant_large: Vec<u32>,
+    /// Medium spans (vacant records have base 0).
+    pub(crate) medium: Vec<MediumSpan>,
+    pub(crate) vacant_medium: Vec<u32>,
+    /// Embedded medium allocation state, by default medium class index.
+    pub(crate) medium_classes: Vec<ClassState>,
     pub(crate) arenas: Vec<Arena>,
     /// Free page runs of the embedded allocator: start -> (pages, dirty).
     pub(crate) free_pages: BTreeMap<usize, (usize, bool)>,
@@ -327,6 +344,9 @@ impl Heap {
             vacant_spans: Vec::new(),
             large: Vec::new(),
             vacant_large: Vec::new(),
+            medium: Vec::new(),
+            vacant_medium: Vec::new(),
+            medium_classes: vec![ClassState::default(); MediumClass::DEFAULTS.len()],
             arenas: Vec::new(),
             free_pages: BTreeMap::new(),
             classes: vec![Default::default(); SizeClass::DEFAULTS.len()],
@@ -452,6 +472,15 @@ impl Heap {
                 Some(Some(l)) if l.contains(addr) => Resolved::Large(l),
                 _ => Resolved::NotInHeap,
             },
+            MapHit::Medium(record) => {
+                let Some(m) = self.medium.get(record as usize) else {
+                    return Resolved::NotInHeap;
+                };
+                match m.slot_of(addr).map(|i| &m.objects[i]) {
+                    Some(o) if o.contains(addr) => Resolved::Large(o),
+                    _ => Resolved::NotInHeap,
+                }
+            }
             MapHit::Empty => Resolved::NotInHeap,
         }
     }
@@ -483,9 +512,21 @@ impl Heap {
                     Err(Error::NotAnObject { addr })
                 }
             }
-            Resolved::Large(l) if l.start() == addr => Ok(Object::Large(l)),
+            Resolved::Large(l) if l.start() == addr && self.is_allocated_record(l) => {
+                Ok(Object::Large(l))
+            }
             Resolved::Large(_) => Err(Error::NotAnObject { addr }),
         }
+    }
+
+    /// Whether a record that [`Heap::resolve`] returned is an allocated object: always for a
+    /// large object, when its slot is allocated for a medium one.
+    fn is_allocated_record(&self, l: &LargeObject) -> bool {
+        !l.is_medium()
+            || self
+                .medium_record(l.start())
+                .and_then(|m| Some(m.is_allocated(m.slot_of(l.start())?)))
+                .unwrap_or(false)
     }
 
     /// The allocated object that contains `addr`, interior addresses included: what a
@@ -497,7 +538,7 @@ impl Heap {
                 let rec = self.span_record(addr)?;
                 rec.is_allocated(o.index).then_some(Object::Small(o))
             }
-            Resolved::Large(l) => Some(Object::Large(l)),
+            Resolved::Large(l) => self.is_allocated_record(l).then_some(Object::Large(l)),
         }
     }
 
@@ -523,9 +564,29 @@ impl Heap {
         }
     }
 
+    /// The record of the large object, or of the medium slot, at `addr`.
     pub(crate) fn large_record_mut(&mut self, addr: usize) -> Option<&mut LargeObject> {
         match self.map.get(addr).kind() {
             EntryKind::Large { record } => self.large.get_mut(record as usize)?.as_mut(),
+            EntryKind::Medium { record } => {
+                let m = self.medium.get_mut(record as usize)?;
+                let i = m.slot_of(addr)?;
+                m.objects.get_mut(i)
+            }
+            _ => None,
+        }
+    }
+
+    pub(crate) fn medium_record(&self, addr: usize) -> Option<&MediumSpan> {
+        match self.map.get(addr).kind() {
+            EntryKind::Medium { record } => self.medium.get(record as usize),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn medium_record_mut(&mut self, addr: usize) -> Option<&mut MediumSpan> {
+        match self.map.get(addr).kind() {
+            EntryKind::Medium { record } => self.medium.get_mut(record as usize),
             _ => None,
         }
     }
@@ -609,12 +670,23 @@ impl Heap {
             .filter_map(|r| Span::in_map(&self.map, r.base).map(|(s, _)| s))
     }
 
-    /// Every registered large object.
+    /// Every registered large object (not the medium ones: [`Heap::medium_objects`]).
     pub fn large_objects(&self) -> impl Iterator<Item = &LargeObject> + '_ {
         self.large.iter().flatten()
     }
 
-    /// Every allocated object, small and large, in no particular order.
+    /// Every allocated medium object.
+    pub fn medium_objects(&self) -> impl Iterator<Item = &LargeObject> + '_ {
+        self.medium.iter().filter(|m| m.base != 0).flat_map(|m| {
+            m.objects
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| m.is_allocated(i))
+                .map(|(_, o)| o)
+        })
+    }
+
+    /// Every allocated object, small, medium and large, in no particular order.
     pub fn objects(&self) -> impl Iterator<Item = Object<'_>> + '_ {
         let small = self
             .spans
@@ -635,7 +707,9 @@ impl Heap {
                         })
                     })
             });
-        small.chain(self.large_objects().map(Object::Large))
+        small
+            .chain(self.medium_objects().map(Object::Large))
+            .chain(self.large_objects().map(Object::Large))
     }
 
     /// The addresses of every marked, allocated object, sorted: what tests compare between
@@ -668,6 +742,11 @@ impl Heap {
         for l in self.large.iter().flatten() {
             l.reset_mark();
         }
+        for m in &self.medium {
+            for o in &m.objects {
+                o.reset_mark();
+            }
+        }
     }
 
     /// The allocated objects that are marked: exactly what the last mark found live, not
@@ -691,6 +770,14 @@ impl Heap {
             t.large_objects += 1;
             t.bytes += l.bytes();
         }
+        for m in self.medium.iter().filter(|m| m.base != 0) {
+            let n = (0..m.objects.len())
+                .filter(|&i| m.is_allocated(i) && m.objects[i].is_marked())
+                .count();
+            t.objects += n;
+            t.medium_objects += n;
+            t.bytes += n * m.class.bytes();
+        }
         t
     }
 
@@ -710,6 +797,11 @@ impl Heap {
         for l in self.large_objects() {
             s.large_objects += 1;
             s.large_bytes += l.bytes();
+        }
+        for m in self.medium.iter().filter(|m| m.base != 0) {
+            s.medium_spans += 1;
+            s.medium_objects += m.live as usize;
+            s.medium_bytes += m.live as usize * m.class.bytes();
         }
         s
     }
@@ -761,6 +853,29 @@ impl Heap {
         self.spans[i as usize].base = 0;
         self.spans[i as usize].live = 0;
         self.vacant_spans.push(i);
+    }
+
+    /// Adds a medium-span record, reusing a vacant one, and maps its pages to it.
+    pub(crate) fn add_medium_record(&mut self, rec: MediumSpan) -> Result<u32, Error> {
+        let (base, len) = (rec.base, rec.bytes());
+        let i = if let Some(i) = self.vacant_medium.pop() {
+            self.medium[i as usize] = rec;
+            i
+        } else {
+            let i =
+                u32::try_from(self.medium.len()).map_err(|_| Error::OutOfMemory { bytes: len })?;
+            self.medium.push(rec);
+            i
+        };
+        self.map.set_range(base, len, Entry::medium(i));
+        Ok(i)
+    }
+
+    /// Unmaps medium span record `i` and vacates it.
+    pub(crate) fn remove_medium_record(&mut self, i: u32) {
+        let m = std::mem::replace(&mut self.medium[i as usize], MediumSpan::vacant());
+        self.map.set_range(m.base, m.bytes(), Entry::EMPTY);
+        self.vacant_medium.push(i);
     }
 
     /// Adds a large-object record, reusing a vacant one.

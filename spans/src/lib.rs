@@ -5,17 +5,20 @@
 //! [`SizeClass`] each, whose last 256 bytes are inline metadata — a pointer bitmap (one bit per
 //! word), the scanned bits, and one 64-byte *mark line* with the marked bits, the class byte and
 //! the owner byte. Address arithmetic alone finds an object's span (`addr & !8191`), its index
-//! (a multiply and a shift) and its mark bit. Larger objects have their own records
-//! ([`LargeObject`]). The [`PageMap`](pagemap::PageMap) resolves any address to its span, its
-//! large object or "not in the heap" in O(1). The byte-exact layout is in `docs/SPAN_LAYOUT.md`
-//! and in the [`span`] module docs.
+//! (a multiply and a shift) and its mark bit. Objects of 513 bytes to 8 KiB live in **medium
+//! spans** of 1 to 16 pages, several to a span ([`MediumClass`]: 27 classes, at most 12.5 %
+//! wasted per object); each medium slot and each larger object has its own record
+//! ([`LargeObject`]) with its [`Layout`], which can say any pointer set. The
+//! [`PageMap`](pagemap::PageMap) resolves any address to its span, its medium slot, its large
+//! object or "not in the heap" in O(1). The byte-exact layout is in `docs/SPAN_LAYOUT.md` and in
+//! the [`span`] module docs.
 //!
 //! A [`Heap`] holds spans and large objects from two sources side by side:
 //! - the **embedded allocator** ([`Heap::alloc`] with a [`Layout`], then [`Heap::sweep`]), for
 //!   users without an allocator of their own;
 //! - a **custom allocator**, which registers memory it owns ([`Heap::register_span`],
-//!   [`Heap::register_large`]); every registration is validated and bad input is a typed
-//!   [`Error`].
+//!   [`Heap::register_medium_span`], [`Heap::register_large`]); every registration is
+//!   validated and bad input is a typed [`Error`].
 //!
 //! The marker itself is the `sencha` crate, which re-exports this one.
 //!
@@ -52,11 +55,11 @@
 //!
 //! # Unsafe code
 //! `unsafe` is denied crate-wide and allowed only in the modules marked below: `span` (views of
-//! span memory), `large` (reads of large-object memory), `register` (the caller's promise
-//! that handed-over memory is theirs) and `protocol` (the `unsafe` door through which a
-//! marker changes mark state, and the reference mark that opens it), plus, behind the
-//! `testing` feature, the one function of `testing` that hands out pooled test memory. Every
-//! block carries a `// SAFETY:` comment.
+//! span memory), `large` (reads and writes of large-object and medium-slot memory), `register`
+//! (the caller's promise that handed-over memory is theirs) and `protocol` (the `unsafe` door
+//! through which a marker changes mark state, and the reference mark that opens it), plus,
+//! behind the `testing` feature, the one function of `testing` that hands out pooled test
+//! memory. Every block carries a `// SAFETY:` comment.
 //!
 //! # What is not public
 //! The marking protocol's steps (set a marked bit, take a span's grey objects, take or give up
@@ -75,6 +78,7 @@ mod heap;
 mod large;
 mod layout;
 mod line;
+mod medium;
 #[cfg(any(test, feature = "testing"))]
 pub mod pagemap;
 #[cfg(not(any(test, feature = "testing")))]
@@ -98,7 +102,8 @@ pub use heap::{
     Heap, HeapConfig, HeapStats, MarkState, MarkedTotals, Object, Resolved, SmallObject,
 };
 pub use large::LargeObject;
-pub use layout::{Layout, MAX_OBJECT_BYTES};
+pub use layout::{Layout, MAX_BITMAP_WORDS, MAX_OBJECT_BYTES};
+pub use medium::MediumClass;
 pub use protocol::{MarkOutcome, ReachableCounts};
 pub use register::OwnedMemory;
 pub use span::{Owner, SPAN_BYTES, Span};

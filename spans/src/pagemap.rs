@@ -15,6 +15,7 @@
 //!   0                                   empty: not in the heap
 //!   tag 1 | class byte << 8 | idx << 32  a small span (class byte as in the span's mark line)
 //!   tag 2 | idx << 32                     a page of large object `idx`
+//!   tag 3 | idx << 32                     a page of medium span `idx`
 //! ```
 //! The class byte rides in the entry so that a marker can compute the object index and go
 //! straight to the right mark-line word, without first loading the class from the mark line.
@@ -35,6 +36,7 @@ const TOP_SLOTS: usize = ADDRESS_LIMIT >> CHUNK_LOG_BYTES;
 const TAG_MASK: u64 = 0xff;
 const TAG_SMALL: u64 = 1;
 const TAG_LARGE: u64 = 2;
+const TAG_MEDIUM: u64 = 3;
 
 /// One page's entry. See the module docs for the encoding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -57,6 +59,11 @@ pub enum EntryKind {
         /// Index of the large object's record.
         record: u32,
     },
+    /// A page of a medium span: its record index in the heap.
+    Medium {
+        /// Index of the medium span's record.
+        record: u32,
+    },
 }
 
 impl Entry {
@@ -75,6 +82,12 @@ impl Entry {
         Entry(TAG_LARGE | (record as u64) << 32)
     }
 
+    /// An entry for a page of a medium span.
+    #[inline]
+    pub const fn medium(record: u32) -> Entry {
+        Entry(TAG_MEDIUM | (record as u64) << 32)
+    }
+
     /// Decodes the entry.
     #[inline]
     pub const fn kind(self) -> EntryKind {
@@ -84,6 +97,9 @@ impl Entry {
                 record: (self.0 >> 32) as u32,
             },
             TAG_LARGE => EntryKind::Large {
+                record: (self.0 >> 32) as u32,
+            },
+            TAG_MEDIUM => EntryKind::Medium {
                 record: (self.0 >> 32) as u32,
             },
             _ => EntryKind::Empty,
@@ -237,6 +253,10 @@ mod tests {
         assert_eq!(
             Entry::large(u32::MAX).kind(),
             EntryKind::Large { record: u32::MAX }
+        );
+        assert_eq!(
+            Entry::medium(u32::MAX).kind(),
+            EntryKind::Medium { record: u32::MAX }
         );
         let mut m = PageMap::new();
         m.set(0x1234_0000_2000, e);

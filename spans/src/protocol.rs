@@ -136,7 +136,8 @@ pub enum Target<'h> {
         /// Whether the span holds pointer-free objects.
         noscan: bool,
     },
-    /// A large object.
+    /// A large object, or a medium object (a slot of a medium span: it has the same record,
+    /// and is marked and scanned the same way).
     Large(MarkLarge<'h>),
 }
 
@@ -198,7 +199,7 @@ impl<'h> MarkSpan<'h> {
     }
 }
 
-/// A large object, with the step that marks it.
+/// A large or medium object's record, with the step that marks it.
 #[derive(Clone, Copy, Debug)]
 pub struct MarkLarge<'h>(&'h LargeObject);
 

@@ -8,7 +8,9 @@
 //! 2. tells sencha about each object it places in a registered span
 //!    ([`Heap::init_object`], which records the slot as allocated and writes its pointer bits)
 //!    and each object it frees ([`Heap::free_object`]);
-//! 3. registers each large object with its layout ([`Heap::register_large`]);
+//! 3. registers each large object with its layout ([`Heap::register_large`]), or places
+//!    objects of 513 bytes to 8 KiB in registered medium spans ([`Heap::register_medium_span`],
+//!    then [`Heap::init_object`] and [`Heap::free_object`] as for small spans);
 //! 4. after a mark, calls [`Heap::sweep`], then reads which slots are still allocated
 //!    ([`Heap::allocated_slots`]) and which large objects were freed
 //!    ([`SweepStats::freed_custom_large`](crate::SweepStats)).
@@ -17,13 +19,15 @@
 //! What sencha cannot check is that the memory really is the caller's and is used as the
 //! contract says (initialised; written by the runtime only while no mark runs; the last 256
 //! bytes of a span never): that promise is made once, when building an [`OwnedMemory`]. That
-//! promise, and turning it into a large-object record, are this module's only `unsafe`.
+//! promise, and turning it into large-object and medium-slot records, are this module's only
+//! `unsafe`.
 
 use crate::class::SizeClass;
 use crate::error::Error;
 use crate::heap::{Heap, Resolved};
 use crate::large::LargeObject;
 use crate::layout::Layout;
+use crate::medium::{MediumClass, MediumSpan};
 use crate::pagemap::{ADDRESS_LIMIT, Entry, EntryKind};
 use crate::span::{LINE_WORDS, SPAN_BYTES};
 
@@ -47,10 +51,11 @@ impl OwnedMemory {
     /// ([`SweepStats::freed_custom_large`](crate::SweepStats)) or the heap is dropped:
     /// - `addr .. addr + len` stays valid for reads and writes, and nothing frees or reuses it;
     /// - for a large object, every byte of the object is initialised when it is registered
-    ///   (a span needs nothing: registration zeroes it), and only initialised values are
-    ///   written to it afterwards;
+    ///   (a small or medium span needs nothing: registration zeroes it), and only initialised
+    ///   values are written to it afterwards;
     /// - the runtime may read and write its own objects' words (a span's object area, the
-    ///   first [`OBJECT_BYTES`](crate::span::OBJECT_BYTES) bytes; a large object's bytes)
+    ///   first [`OBJECT_BYTES`](crate::span::OBJECT_BYTES) bytes; a medium span's slots; a
+    ///   large object's bytes)
     ///   **except while a mark of the heap runs**, and not concurrently with its own calls
     ///   into the heap that read those words ([`Heap::read_word`], a mark);
     /// - nothing but sencha ever writes a span's last 256 bytes (its metadata).
@@ -110,6 +115,9 @@ impl Heap {
                     .get(record as usize)
                     .and_then(Option::as_ref)
                     .map_or(page, LargeObject::start),
+                EntryKind::Medium { record } => {
+                    self.medium.get(record as usize).map_or(page, |m| m.base)
+                }
                 _ => page,
             };
             return Err(if existing == addr {
@@ -176,8 +184,72 @@ impl Heap {
         Ok(base)
     }
 
-    /// Unregisters a custom span; its memory is the allocator's again. Objects in it are gone
-    /// from the heap.
+    /// Registers a medium span of a custom allocator, for objects of `class` (520 to 8192
+    /// bytes): `mem` is 1 to [`MediumClass::MAX_SPAN_PAGES`] whole 8 KiB pages, 8 KiB-aligned,
+    /// cut into `mem.len() / class.bytes()` slots from its first byte (the rest is unused).
+    /// **Zeroes the whole span**, so that every object's bytes are initialised; sencha keeps
+    /// its metadata beside the span (one record per slot), so every byte is the allocator's.
+    /// Then place objects with [`Heap::init_object`] and free them with [`Heap::free_object`],
+    /// as in a small span; [`Heap::unregister_span`] and [`Heap::allocated_slots`] take medium
+    /// spans too.
+    ///
+    /// # Errors
+    /// [`Error::NullAddress`]; [`Error::InvalidLength`] (not a whole number of pages from 1 to
+    /// 16); [`Error::Misaligned`] (not 8 KiB-aligned);
+    /// [`Error::OutOfAddressSpace`]; [`Error::AlreadyRegistered`]; [`Error::Overlap`].
+    ///
+    /// # Examples
+    /// ```
+    /// use sencha_spans::{Heap, Layout, MediumClass, OwnedMemory};
+    /// #[repr(C, align(8192))]
+    /// struct Pages([u8; 2 * 8192]);
+    /// let mem: &'static mut Pages = Box::leak(Box::new(Pages([0; 2 * 8192])));
+    /// let mut heap = Heap::new();
+    /// let class = MediumClass::new(600).unwrap();
+    /// let base = heap.register_medium_span(OwnedMemory::from_static(&mut mem.0), class).unwrap();
+    /// let obj = base + 600; // slot 1 of 27
+    /// heap.init_object(obj, &Layout::from_pointer_words(600, &[0, 70]).unwrap()).unwrap();
+    /// assert_eq!(heap.object(obj).unwrap().bytes(), 600);
+    /// assert_eq!(heap.allocated_slots(base).unwrap()[0], 0b10);
+    /// ```
+    pub fn register_medium_span(
+        &mut self,
+        mem: OwnedMemory,
+        class: MediumClass,
+    ) -> Result<usize, Error> {
+        let pages = mem.len / SPAN_BYTES;
+        // A page (8 KiB) holds an object of every class, so one page is always enough.
+        if mem.addr != 0
+            && (!mem.len.is_multiple_of(SPAN_BYTES)
+                || !(1..=MediumClass::MAX_SPAN_PAGES).contains(&pages))
+        {
+            return Err(Error::InvalidLength { len: mem.len });
+        }
+        self.check_free_range(mem.addr, mem.len, SPAN_BYTES)?;
+        // SAFETY: OwnedMemory's contract (made by the caller in new_unchecked, or by
+        // from_static) says `mem` is valid for reads and writes while registered; it is
+        // span-aligned (checked above), so 8-byte aligned, and a class's size is a multiple
+        // of 8. Its slots are initialised before the records enter the heap: zero_slots
+        // below writes every slot byte, and nothing reads a record before that.
+        let objects =
+            unsafe { LargeObject::slots_unchecked(mem.addr, mem.len, class.bytes(), true) };
+        let mut rec = MediumSpan {
+            base: mem.addr,
+            pages,
+            class,
+            custom: true,
+            alloc: [0; LINE_WORDS],
+            live: 0,
+            objects,
+        };
+        rec.zero_slots();
+        self.add_medium_record(rec)?;
+        self.widen_range(mem.addr, mem.len);
+        Ok(mem.addr)
+    }
+
+    /// Unregisters a custom span, small or medium; its memory is the allocator's again.
+    /// Objects in it are gone from the heap.
     ///
     /// # Errors
     /// [`Error::NotRegistered`] unless `base` is a registered span's base;
@@ -186,6 +258,18 @@ impl Heap {
     pub fn unregister_span(&mut self, base: usize) -> Result<(), Error> {
         let record = match self.map.get(base).kind() {
             EntryKind::Small { record, .. } if base.is_multiple_of(SPAN_BYTES) => record,
+            EntryKind::Medium { record } => {
+                let (len, custom) = match self.medium.get(record as usize) {
+                    Some(m) if m.base == base => (m.bytes(), m.custom),
+                    _ => return Err(Error::NotRegistered { addr: base }),
+                };
+                if !custom {
+                    return Err(Error::WrongOwner { addr: base });
+                }
+                self.check_unpinned(base, len)?;
+                self.remove_medium_record(record);
+                return Ok(());
+            }
             _ => return Err(Error::NotRegistered { addr: base }),
         };
         if !self.spans[record as usize].custom {
@@ -237,11 +321,20 @@ impl Heap {
     ///
     /// # Errors
     /// [`Error::NotRegistered`] unless `start` is a registered large object's first byte;
-    /// [`Error::WrongOwner`] for one of the embedded allocator; [`Error::Pinned`] while it is
-    /// pinned.
+    /// [`Error::WrongOwner`] for an object of the embedded allocator (large or medium);
+    /// [`Error::Pinned`] while it is pinned. (A custom medium object is freed with
+    /// [`Heap::free_object`]; here it is `NotRegistered`.)
     pub fn unregister_large(&mut self, start: usize) -> Result<(), Error> {
         let record = match self.map.get(start).kind() {
             EntryKind::Large { record } => record as usize,
+            EntryKind::Medium { .. } => {
+                return Err(match self.object(start) {
+                    Ok(crate::Object::Large(l)) if !l.is_custom() => {
+                        Error::WrongOwner { addr: start }
+                    }
+                    _ => Error::NotRegistered { addr: start },
+                });
+            }
             _ => return Err(Error::NotRegistered { addr: start }),
         };
         let (claim, custom) = match &self.large[record] {
@@ -271,6 +364,7 @@ impl Heap {
     pub fn init_object(&mut self, addr: usize, layout: &Layout) -> Result<(), Error> {
         let o = match self.resolve(addr) {
             Resolved::Small(o) => o,
+            Resolved::Large(l) if l.is_medium() => return self.init_medium_object(addr, layout),
             Resolved::Large(_) => return Err(Error::WrongOwner { addr }),
             Resolved::NotInHeap => {
                 return Err(if self.map.get(addr).is_empty() {
@@ -318,6 +412,42 @@ impl Heap {
         Ok(())
     }
 
+    /// [`Heap::init_object`] in a medium span, with the same checks in the same order.
+    fn init_medium_object(&mut self, addr: usize, layout: &Layout) -> Result<(), Error> {
+        let m = self
+            .medium_record(addr)
+            .ok_or(Error::NotRegistered { addr })?;
+        if !m.custom {
+            return Err(Error::WrongOwner { addr });
+        }
+        let index = m.slot_of(addr).ok_or(Error::NotAnObject { addr })?;
+        if m.objects[index].start() != addr {
+            return Err(Error::NotAnObject { addr });
+        }
+        if m.is_allocated(index) {
+            return Err(Error::SlotInUse { addr });
+        }
+        if layout.bytes() > m.class.bytes() {
+            return Err(Error::LayoutTooLarge {
+                bytes: layout.bytes(),
+                limit: m.class.bytes(),
+            });
+        }
+        let m = self
+            .medium_record_mut(addr)
+            .ok_or(Error::NotRegistered { addr })?;
+        if !m.objects[index].set_layout(*layout) {
+            return Err(Error::LayoutTooLarge {
+                bytes: layout.bytes(),
+                limit: m.class.bytes(),
+            });
+        }
+        m.alloc[index / 64] |= 1 << (index % 64);
+        m.live += 1;
+        self.mark_new(addr);
+        Ok(())
+    }
+
     /// Records that the custom allocator freed the object at `addr`.
     ///
     /// # Errors
@@ -327,6 +457,19 @@ impl Heap {
     pub fn free_object(&mut self, addr: usize) -> Result<(), Error> {
         let o = match self.object(addr)? {
             crate::Object::Small(o) => o,
+            crate::Object::Large(l) if l.is_medium() => {
+                if !l.is_custom() {
+                    return Err(Error::WrongOwner { addr });
+                }
+                self.check_unpinned(addr, 1)?;
+                let m = self
+                    .medium_record_mut(addr)
+                    .ok_or(Error::NotRegistered { addr })?;
+                let index = m.slot_of(addr).ok_or(Error::NotAnObject { addr })?;
+                m.free_slot(index);
+                self.forget_finalizer(addr);
+                return Ok(());
+            }
             crate::Object::Large(_) => return Err(Error::NotAnObject { addr }),
         };
         if !self.span_record(addr).is_some_and(|r| r.custom) {
@@ -346,14 +489,22 @@ impl Heap {
         Ok(())
     }
 
-    /// The allocated-slot bitmap of the span at `base` (bit `i` of word `i / 64` = slot `i`):
-    /// after a sweep, a custom allocator reuses the clear bits below the class's capacity.
+    /// The allocated-slot bitmap of the span at `base`, small or medium (bit `i` of word
+    /// `i / 64` = slot `i`): after a sweep, a custom allocator reuses the clear bits below the
+    /// span's capacity.
     ///
     /// # Errors
     /// [`Error::NotRegistered`] unless `base` is a registered span's base.
     pub fn allocated_slots(&self, base: usize) -> Result<[u64; LINE_WORDS], Error> {
         if !base.is_multiple_of(SPAN_BYTES) {
             return Err(Error::NotRegistered { addr: base });
+        }
+        if let Some(m) = self.medium_record(base) {
+            return if m.base == base {
+                Ok(m.alloc)
+            } else {
+                Err(Error::NotRegistered { addr: base })
+            };
         }
         self.span_record(base)
             .map(|r| r.alloc)

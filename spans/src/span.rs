@@ -85,6 +85,7 @@ pub(crate) enum MapHit<'h> {
     Empty,
     Small(Span<'h>, u8),
     Large(u32),
+    Medium(u32),
 }
 
 /// The owner state of a span, as returned by [`Span::release`].
@@ -173,6 +174,7 @@ impl<'h> Span<'h> {
                 MapHit::Small(span, class_byte)
             }
             EntryKind::Large { record } => MapHit::Large(record),
+            EntryKind::Medium { record } => MapHit::Medium(record),
             EntryKind::Empty => MapHit::Empty,
         }
     }

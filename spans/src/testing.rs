@@ -35,7 +35,8 @@ use crate::class::SizeClass;
 use crate::error::Error;
 use crate::heap::{Heap, HeapConfig, HeapStats, Object, Resolved};
 use crate::layout::Layout;
-use crate::pagemap::{ADDRESS_LIMIT, Entry};
+use crate::medium::MediumClass;
+use crate::pagemap::{ADDRESS_LIMIT, Entry, EntryKind};
 use crate::register::OwnedMemory;
 use crate::span::{CLASS_NOSCAN, LINE_WORDS, OBJECT_BYTES, Owner, PTR_BITMAP_WORDS, SPAN_BYTES};
 
@@ -252,6 +253,23 @@ pub struct SpanSnapshot {
     pub allocated: [u64; LINE_WORDS],
 }
 
+/// The book-keeping of one medium span, as plain data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MediumSnapshot {
+    /// The span's base.
+    pub base: usize,
+    /// Its pages.
+    pub pages: usize,
+    /// Its class.
+    pub class: MediumClass,
+    /// Whether a custom allocator registered it.
+    pub custom: bool,
+    /// Allocated slots.
+    pub allocated: [u64; LINE_WORDS],
+    /// Per slot: its layout's size, whether its layout has pointers, whether it is marked.
+    pub slots: Vec<(usize, bool, bool)>,
+}
+
 /// Everything about a heap that a registration call may change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeapSnapshot {
@@ -263,6 +281,8 @@ pub struct HeapSnapshot {
     pub spans: Vec<SpanSnapshot>,
     /// Every large object: start, bytes, marked, custom; sorted.
     pub large: Vec<(usize, usize, bool, bool)>,
+    /// Every medium span, sorted by base.
+    pub medium: Vec<MediumSnapshot>,
     /// Page-map entries and lookups of the probed addresses.
     pub probes: Vec<(usize, Entry, Lookup)>,
 }
@@ -290,6 +310,24 @@ pub fn snapshot(heap: &Heap, regions: &[(usize, usize)]) -> HeapSnapshot {
         .map(|l| (l.start(), l.bytes(), l.is_marked(), l.is_custom()))
         .collect();
     large.sort_unstable();
+    let mut medium: Vec<MediumSnapshot> = heap
+        .medium
+        .iter()
+        .filter(|m| m.base != 0)
+        .map(|m| MediumSnapshot {
+            base: m.base,
+            pages: m.pages,
+            class: m.class,
+            custom: m.custom,
+            allocated: m.alloc,
+            slots: m
+                .objects
+                .iter()
+                .map(|o| (o.bytes(), o.layout().has_pointers(), o.is_marked()))
+                .collect(),
+        })
+        .collect();
+    medium.sort_by_key(|m| m.base);
     let mut pages = BTreeSet::new();
     for &(start, len) in regions {
         let first = start / SPAN_BYTES;
@@ -298,6 +336,9 @@ pub fn snapshot(heap: &Heap, regions: &[(usize, usize)]) -> HeapSnapshot {
     }
     pages.extend(spans.iter().map(|s| s.base / SPAN_BYTES));
     pages.extend(large.iter().map(|l| l.0 / SPAN_BYTES));
+    for m in &medium {
+        pages.extend(m.base / SPAN_BYTES..m.base / SPAN_BYTES + m.pages);
+    }
     let probes = pages
         .into_iter()
         .flat_map(|p| {
@@ -311,6 +352,7 @@ pub fn snapshot(heap: &Heap, regions: &[(usize, usize)]) -> HeapSnapshot {
         address_range: heap.address_range(),
         spans,
         large,
+        medium,
         probes,
     }
 }
@@ -326,6 +368,9 @@ pub fn snapshot(heap: &Heap, regions: &[(usize, usize)]) -> HeapSnapshot {
 /// - free slots, noscan spans and the metadata tail have no pointer bits; no marked or
 ///   scanned bit lies past the span's capacity; the tail resolves to nothing;
 /// - every large object resolves to itself from its first to its last byte;
+/// - every page of a medium span maps to it; a slot is an object exactly when its allocation
+///   bit says so, and resolves to its record from its first to its layout's last byte; a free
+///   slot's record has no pointers; the tail resolves to nothing;
 /// - [`Heap::stats`] agrees with all of the above.
 ///
 /// # Panics
@@ -432,6 +477,7 @@ pub fn check_heap_invariants(heap: &Heap) {
         }
         assert!(matches!(heap.object(l.start()), Ok(Object::Large(_))));
     }
+    let (medium_spans, medium, medium_bytes) = check_medium_invariants(heap);
     let s = heap.stats();
     assert_eq!(
         (
@@ -444,7 +490,84 @@ pub fn check_heap_invariants(heap: &Heap) {
         (spans, small, small_bytes, large, large_bytes),
         "stats disagree with the heap's records"
     );
+    assert_eq!(
+        (s.medium_spans, s.medium_objects, s.medium_bytes),
+        (medium_spans, medium, medium_bytes),
+        "medium stats disagree with the heap's records"
+    );
     assert_eq!(s.page_map_tables, heap.map.chunk_tables());
+}
+
+/// The medium-span part of [`check_heap_invariants`]; returns (spans, objects, slot bytes).
+fn check_medium_invariants(heap: &Heap) -> (usize, usize, usize) {
+    let (mut spans, mut objects, mut bytes) = (0, 0, 0);
+    for (i, m) in heap.medium.iter().enumerate().filter(|(_, m)| m.base != 0) {
+        spans += 1;
+        let (base, class) = (m.base, m.class);
+        let what = format!("medium span {base:#x} ({class}, {} pages)", m.pages);
+        assert!(base.is_multiple_of(SPAN_BYTES), "{what} misaligned");
+        assert!(
+            (1..=MediumClass::MAX_SPAN_PAGES).contains(&m.pages),
+            "{what}"
+        );
+        let cap = class.capacity(m.bytes());
+        assert_eq!(m.objects.len(), cap, "{what}: records");
+        for p in 0..m.pages {
+            assert_eq!(
+                heap.map.get(base + p * SPAN_BYTES).kind(),
+                EntryKind::Medium { record: i as u32 },
+                "{what}: page {p}"
+            );
+        }
+        let mut live = 0;
+        for (k, o) in m.objects.iter().enumerate() {
+            let allocated = m.alloc[k / 64] >> (k % 64) & 1 != 0;
+            assert_eq!(o.start(), base + k * class.bytes(), "{what}: slot {k}");
+            assert!(
+                o.is_medium() && o.is_custom() == m.custom,
+                "{what}: slot {k}"
+            );
+            assert_eq!(
+                heap.object(o.start()).is_ok(),
+                allocated,
+                "{what}: slot {k}"
+            );
+            assert!(o.bytes() <= class.bytes(), "{what}: slot {k} layout");
+            for a in [o.start(), o.start() + o.bytes() - 1] {
+                match heap.resolve(a) {
+                    Resolved::Large(r) => assert!(std::ptr::eq(r, o), "{what}: {a:#x}"),
+                    r => panic!("{what}: slot {k} byte {a:#x} resolves to {r:?}"),
+                }
+            }
+            if allocated {
+                live += 1;
+                objects += 1;
+                bytes += class.bytes();
+            } else {
+                assert!(
+                    !o.layout().has_pointers() && o.bytes() == class.bytes(),
+                    "{what}: free slot {k} keeps a layout"
+                );
+            }
+        }
+        assert_eq!(m.live, live, "{what}: live count");
+        for k in cap..LINE_WORDS * 64 {
+            assert_eq!(
+                m.alloc[k / 64] >> (k % 64) & 1,
+                0,
+                "{what}: slot {k} past capacity"
+            );
+        }
+        for off in [cap * class.bytes(), m.bytes() - 1] {
+            if off >= cap * class.bytes() && off < m.bytes() {
+                assert!(
+                    matches!(heap.resolve(base + off), Resolved::NotInHeap),
+                    "{what}: tail offset {off} resolves to an object"
+                );
+            }
+        }
+    }
+    (spans, objects, bytes)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -547,11 +670,23 @@ struct Model {
     embedded_small: BTreeMap<usize, SizeClass>,
     /// Embedded large objects: start -> (claimed bytes, object bytes).
     embedded_large: BTreeMap<usize, (usize, usize)>,
+    /// Custom medium spans: base -> (class, pages, allocated slot index -> object bytes).
+    medium_spans: BTreeMap<usize, (MediumClass, usize, BTreeMap<usize, usize>)>,
+    /// Embedded medium objects: address -> (object bytes, class, span base, span pages).
+    embedded_medium: BTreeMap<usize, (usize, MediumClass, usize, usize)>,
     /// Marked addresses (small slots keep their mark until sweep, even when freed).
     marked: BTreeSet<usize>,
     /// A complete mark ran since the last sweep (the heap is `MarkState::Marked`): sweep is
     /// allowed, and new objects are allocated marked.
     complete: bool,
+}
+
+/// What a registration call is registering.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Span,
+    Medium,
+    Large,
 }
 
 impl Model {
@@ -562,11 +697,40 @@ impl Model {
             .collect()
     }
 
+    /// Embedded medium spans: base -> (class, pages). An embedded span lives exactly as long
+    /// as one of its objects does (a sweep returns empty ones; embedded objects are freed
+    /// only by sweeps).
+    fn embedded_medium_spans(&self) -> BTreeMap<usize, (MediumClass, usize)> {
+        self.embedded_medium
+            .values()
+            .map(|&(_, class, base, pages)| (base, (class, pages)))
+            .collect()
+    }
+
+    /// Every medium span: (base, class, pages, custom).
+    fn medium_spans_all(&self) -> Vec<(usize, MediumClass, usize, bool)> {
+        let custom = self.medium_spans.iter().map(|(&b, v)| (b, v.0, v.1, true));
+        let embedded = self.embedded_medium_spans().into_iter();
+        custom
+            .chain(embedded.map(|(b, (c, p))| (b, c, p, false)))
+            .collect()
+    }
+
+    /// The medium span holding `addr`, if any.
+    fn medium_span_of(&self, addr: usize) -> Option<(usize, MediumClass, usize, bool)> {
+        self.medium_spans_all()
+            .into_iter()
+            .find(|&(b, _, p, _)| (b..b + p * SPAN_BYTES).contains(&addr))
+    }
+
     /// The start of the registered thing that uses the page of `page`, if any.
     fn page_owner(&self, page: usize) -> Option<usize> {
         let page = page & !(SPAN_BYTES - 1);
         if self.spans.contains_key(&page) || self.embedded_span_bases().contains(&page) {
             return Some(page);
+        }
+        if let Some((base, ..)) = self.medium_span_of(page) {
+            return Some(base);
         }
         self.large
             .iter()
@@ -581,11 +745,20 @@ impl Model {
         self.page_owner(addr).is_some()
     }
 
-    /// The documented checks of `register_span` (`span == true`) and `register_large`.
-    fn expect_register(&self, addr: usize, len: usize, span: bool, pool: &Pool) -> Expect {
-        if span && len != SPAN_BYTES && addr != 0 {
+    /// The documented checks of `register_span`, `register_medium_span` and `register_large`.
+    fn expect_register(&self, addr: usize, len: usize, kind: Kind, pool: &Pool) -> Expect {
+        let bad_len = match kind {
+            Kind::Span => len != SPAN_BYTES,
+            Kind::Medium => {
+                !len.is_multiple_of(SPAN_BYTES)
+                    || !(1..=MediumClass::MAX_SPAN_PAGES).contains(&(len / SPAN_BYTES))
+            }
+            Kind::Large => false,
+        };
+        if bad_len && addr != 0 {
             return Err(Error::InvalidLength { len });
         }
+        let span = !matches!(kind, Kind::Large);
         if addr == 0 {
             return Err(Error::NullAddress);
         }
@@ -639,10 +812,39 @@ impl Model {
             let allocated = self.spans[&base].2.contains(&(off / class.bytes()));
             return (off.is_multiple_of(class.bytes()) && allocated).then_some(true);
         }
-        if self.embedded_small.contains_key(&addr) || self.embedded_large.contains_key(&addr) {
+        if let Some((base, class, _, true)) = self.medium_span_of(addr) {
+            let off = addr - base;
+            let allocated = self.medium_spans[&base]
+                .2
+                .contains_key(&(off / class.bytes()));
+            return (off.is_multiple_of(class.bytes()) && allocated).then_some(true);
+        }
+        if self.embedded_small.contains_key(&addr)
+            || self.embedded_large.contains_key(&addr)
+            || self.embedded_medium.contains_key(&addr)
+        {
             return Some(false);
         }
         self.large.contains_key(&addr).then_some(true)
+    }
+
+    /// Whether `addr` lies in what the heap resolves as slot `k` of a medium span: the whole
+    /// slot while it is free, the object's bytes while it is allocated.
+    fn medium_slot_covers(
+        &self,
+        base: usize,
+        class: MediumClass,
+        custom: bool,
+        addr: usize,
+    ) -> bool {
+        let k = (addr - base) / class.bytes();
+        let start = base + k * class.bytes();
+        let object_bytes = if custom {
+            self.medium_spans[&base].2.get(&k).copied()
+        } else {
+            self.embedded_medium.get(&start).map(|v| v.0)
+        };
+        addr - start < object_bytes.unwrap_or(class.bytes())
     }
 
     /// The errors of `Heap::object`.
@@ -661,6 +863,33 @@ impl Model {
     }
 
     fn expect_init(&self, addr: usize, layout: &Layout) -> Expect {
+        if let Some((base, class, pages, custom)) = self.medium_span_of(addr) {
+            let off = addr - base;
+            if off >= class.capacity(pages * SPAN_BYTES) * class.bytes()
+                || !self.medium_slot_covers(base, class, custom, addr)
+            {
+                return Err(Error::NotAnObject { addr });
+            }
+            if !custom {
+                return Err(Error::WrongOwner { addr });
+            }
+            if !off.is_multiple_of(class.bytes()) {
+                return Err(Error::NotAnObject { addr });
+            }
+            if self.medium_spans[&base]
+                .2
+                .contains_key(&(off / class.bytes()))
+            {
+                return Err(Error::SlotInUse { addr });
+            }
+            if layout.bytes() > class.bytes() {
+                return Err(Error::LayoutTooLarge {
+                    bytes: layout.bytes(),
+                    limit: class.bytes(),
+                });
+            }
+            return Ok(());
+        }
         if let Some((base, class, noscan)) = self.custom_span_of(addr) {
             let off = addr - base;
             if off >= class.capacity() * class.bytes() || !off.is_multiple_of(class.bytes()) {
@@ -707,6 +936,7 @@ impl Model {
         self.expect_object(addr)?;
         match self.object_at(addr) {
             Some(true) if self.custom_span_of(addr).is_some() => Ok(()),
+            Some(true) if self.medium_span_of(addr).is_some() => Ok(()),
             Some(true) => Err(Error::NotAnObject { addr }), // a custom large object
             _ if self.embedded_large.contains_key(&addr) => Err(Error::NotAnObject { addr }),
             _ => Err(Error::WrongOwner { addr }),
@@ -723,9 +953,10 @@ impl Model {
 ///   results), and is self-consistent ([`check_heap_invariants`]) after every sweep and
 ///   unregistration and at the end.
 ///
-/// Up to [`REGISTER_MAX_OPS`] calls (the first byte of each, modulo 12, picks one; the next bytes pick its
-/// arguments): `register_span`, `register_large`, `unregister_span`, `unregister_large`,
-/// `init_object`, `free_object`, `mark_reachable`, `sweep` and embedded `alloc`, on addresses
+/// Up to [`REGISTER_MAX_OPS`] calls (the first byte of each, modulo 12, picks one; the next
+/// bytes pick its arguments): `register_span`, `register_large`, `register_medium_span`,
+/// `unregister_span`, `unregister_large`, `init_object`, `free_object`, `mark_reachable`,
+/// `sweep` and embedded `alloc` (small, medium and large), on addresses
 /// drawn from a pool of 8 owned pages, the embedded allocator's arenas, null and addresses
 /// beyond 2^48, with lengths, classes and layouts both legal and not.
 ///
@@ -780,6 +1011,10 @@ fn reset(heap: &mut Heap, pool: &mut Pool, model: &Model) {
         heap.unregister_large(start)
             .expect("a custom large object of the model unregisters");
     }
+    for &base in model.medium_spans.keys() {
+        heap.unregister_span(base)
+            .expect("a custom medium span of the model unregisters");
+    }
     heap.mark_reachable(&[]).expect("no other mark runs");
     heap.sweep().expect("a complete mark ran");
     let s = heap.stats();
@@ -815,14 +1050,28 @@ const LARGE_LENS: [usize; 8] = [
     5000,
 ];
 const OFFSETS: [usize; 7] = [0, 0, 0, 8, 1, 4096, SPAN_BYTES - 8];
+const MEDIUM_LENS: [usize; 8] = [
+    SPAN_BYTES,
+    2 * SPAN_BYTES,
+    3 * SPAN_BYTES,
+    0,
+    4096,
+    17 * SPAN_BYTES,
+    SPAN_BYTES + 8,
+    8,
+];
+const MEDIUM_SIZES: [usize; 10] = [520, 576, 600, 640, 1000, 4096, 8192, 512, 8200, 7000];
 
 fn pick_layout(input: &mut Input<'_>) -> Layout {
-    let bytes = input.pick(&[8, 16, 24, 48, 64, 72, 512, 520, 600, 4096, 9000, 20000]);
+    let bytes = input.pick(&[
+        8, 16, 24, 48, 64, 72, 512, 520, 600, 4096, 9000, 20000, 640, 1000, 8192,
+    ]);
     let bits = u64::from(input.u8());
-    let layout = match input.u8() % 4 {
+    let layout = match input.u8() % 5 {
         0 => Layout::no_pointers(bytes),
         1 => Layout::all_pointers(bytes),
         2 => Layout::with_pointers(bytes, bits & crate::layout::low_bits(bytes / 8)),
+        3 => Layout::from_pointer_words(bytes, &[0, bytes / 8 - 1, bits as usize % (bytes / 8)]),
         _ => Layout::with_pointers(16, bits & 0b11).and_then(|e| Layout::array(e, bytes / 16)),
     };
     // Every size above is legal for `no_pointers`; an array of zero elements falls back to it.
@@ -874,12 +1123,21 @@ fn pick_range(
             let addr = addr + input.pick(&OFFSETS);
             (addr, len.min(a.start() + a.len() - addr))
         }
-        7 if !model.spans.is_empty() || !model.large.is_empty() => {
+        7 if !model.spans.is_empty()
+            || !model.large.is_empty()
+            || !model.medium_spans.is_empty() =>
+        {
             let starts: Vec<(usize, usize)> = model
                 .spans
                 .keys()
                 .map(|&b| (b, SPAN_BYTES))
                 .chain(model.large.iter().map(|(&s, &(claim, _))| (s, claim)))
+                .chain(
+                    model
+                        .medium_spans
+                        .iter()
+                        .map(|(&b, v)| (b, v.1 * SPAN_BYTES)),
+                )
                 .collect();
             starts[input.u8() as usize % starts.len()]
         }
@@ -894,7 +1152,7 @@ fn pick_range(
 /// An address to unregister, free, initialise or mark: starts and interiors of what the heap
 /// holds, pool and arena addresses, and null. One byte picks the kind, the next the address.
 fn pick_addr(input: &mut Input<'_>, heap: &Heap, model: &Model, pool: &Pool) -> usize {
-    let kind = input.u8() % 7;
+    let kind = input.u8() % 9;
     let i = input.u8() as usize;
     let spans: Vec<(usize, SizeClass, &BTreeSet<usize>)> = model
         .spans
@@ -924,6 +1182,21 @@ fn pick_addr(input: &mut Input<'_>, heap: &Heap, model: &Model, pool: &Pool) -> 
             .embedded_large
             .keys()
             .flat_map(|&s| [s, s + 8])
+            .collect(),
+        6 => model
+            .medium_spans
+            .iter()
+            .flat_map(|(&b, (c, p, slots))| {
+                let any = b + c.bytes() * (i % c.capacity(p * SPAN_BYTES));
+                let tail = b + c.capacity(p * SPAN_BYTES) * c.bytes();
+                let live = slots.keys().map(move |&k| b + k * c.bytes());
+                live.chain([any, any + 8, b + SPAN_BYTES, tail, b + p * SPAN_BYTES - 8])
+            })
+            .collect(),
+        7 => model
+            .embedded_medium
+            .iter()
+            .flat_map(|(&a, &(bytes, _, base, _))| [a, a + 8, a + bytes, base])
             .collect(),
         _ => Vec::new(),
     };
@@ -993,7 +1266,7 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
                         continue;
                     }
                 };
-                let want = model.expect_register(addr, len, true, pool);
+                let want = model.expect_register(addr, len, Kind::Span, pool);
                 if want.is_err() {
                     let r = regions(heap, &model);
                     before = Some((snapshot(heap, &r), r));
@@ -1011,7 +1284,7 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
             2 => {
                 let (addr, len) = pick_range(input, heap, &model, pool, &LARGE_LENS);
                 let layout = pick_layout(input);
-                let mut want = model.expect_register(addr, len, false, pool);
+                let mut want = model.expect_register(addr, len, Kind::Large, pool);
                 if want.is_ok() && layout.bytes() > len {
                     want = Err(Error::LayoutTooLarge {
                         bytes: layout.bytes(),
@@ -1037,13 +1310,16 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
             }
             3 => {
                 let addr = pick_addr(input, heap, &model, pool);
-                let want = if model.spans.contains_key(&addr) {
-                    Ok(())
-                } else if model.embedded_span_bases().contains(&addr) {
-                    Err(Error::WrongOwner { addr })
-                } else {
-                    Err(Error::NotRegistered { addr })
-                };
+                let want =
+                    if model.spans.contains_key(&addr) || model.medium_spans.contains_key(&addr) {
+                        Ok(())
+                    } else if model.embedded_span_bases().contains(&addr)
+                        || model.embedded_medium_spans().contains_key(&addr)
+                    {
+                        Err(Error::WrongOwner { addr })
+                    } else {
+                        Err(Error::NotRegistered { addr })
+                    };
                 if want.is_err() {
                     let r = regions(heap, &model);
                     before = Some((snapshot(heap, &r), r));
@@ -1052,8 +1328,12 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
                 let what = format!("unregister_span({addr:#x})");
                 check_outcome(&what, &got, &want);
                 if got.is_ok() {
+                    let len = match model.medium_spans.remove(&addr) {
+                        Some((_, pages, _)) => pages * SPAN_BYTES,
+                        None => SPAN_BYTES,
+                    };
                     model.spans.remove(&addr);
-                    model.marked.retain(|a| a & !(SPAN_BYTES - 1) != addr);
+                    model.marked.retain(|a| !(addr..addr + len).contains(a));
                 }
                 (what, got)
             }
@@ -1061,7 +1341,9 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
                 let addr = pick_addr(input, heap, &model, pool);
                 let want = if model.large.contains_key(&addr) {
                     Ok(())
-                } else if model.embedded_large.contains_key(&addr) {
+                } else if model.embedded_large.contains_key(&addr)
+                    || model.embedded_medium.contains_key(&addr)
+                {
                     Err(Error::WrongOwner { addr })
                 } else {
                     Err(Error::NotRegistered { addr })
@@ -1091,17 +1373,25 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
                 let what = format!("init_object({addr:#x}, {layout:?})");
                 check_outcome(&what, &got, &want);
                 if got.is_ok() {
-                    let (base, class, noscan) = model
-                        .custom_span_of(addr)
-                        .expect("predicted from the model");
-                    let index = (addr - base) / class.bytes();
-                    if let Some(e) = model.spans.get_mut(&base) {
-                        e.2.insert(index);
-                    }
                     if model.complete {
                         model.marked.insert(addr); // allocated black
                     }
-                    check_ptr_bits(heap, addr, if noscan { 0 } else { layout_bits(&layout) });
+                    if let Some((base, class, ..)) = model.medium_span_of(addr) {
+                        let index = (addr - base) / class.bytes();
+                        if let Some(e) = model.medium_spans.get_mut(&base) {
+                            e.2.insert(index, layout.bytes());
+                        }
+                        check_medium_layout(heap, addr, &layout);
+                    } else {
+                        let (base, class, noscan) = model
+                            .custom_span_of(addr)
+                            .expect("predicted from the model");
+                        let index = (addr - base) / class.bytes();
+                        if let Some(e) = model.spans.get_mut(&base) {
+                            e.2.insert(index);
+                        }
+                        check_ptr_bits(heap, addr, if noscan { 0 } else { layout_bits(&layout) });
+                    }
                 }
                 (what, got)
             }
@@ -1116,11 +1406,18 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
                 let what = format!("free_object({addr:#x})");
                 check_outcome(&what, &got, &want);
                 if got.is_ok() {
-                    let (base, class, _) = model.custom_span_of(addr).expect("predicted");
-                    if let Some(e) = model.spans.get_mut(&base) {
-                        e.2.remove(&((addr - base) / class.bytes()));
+                    if let Some((base, class, ..)) = model.medium_span_of(addr) {
+                        if let Some(e) = model.medium_spans.get_mut(&base) {
+                            e.2.remove(&((addr - base) / class.bytes()));
+                        }
+                        check_medium_layout(heap, addr, &Layout::blank(class.bytes()));
+                    } else {
+                        let (base, class, _) = model.custom_span_of(addr).expect("predicted");
+                        if let Some(e) = model.spans.get_mut(&base) {
+                            e.2.remove(&((addr - base) / class.bytes()));
+                        }
+                        check_ptr_bits(heap, addr, 0);
                     }
-                    check_ptr_bits(heap, addr, 0);
                 }
                 (what, got)
             }
@@ -1161,6 +1458,34 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
                     ("sweep()".into(), Err(Error::NoCompleteMark))
                 }
             }
+            11 => {
+                let (addr, len) = pick_range(input, heap, &model, pool, &MEDIUM_LENS);
+                let bytes = input.pick(&MEDIUM_SIZES);
+                let class = match MediumClass::new(bytes) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        assert_eq!(e, Error::InvalidMediumClass { bytes });
+                        continue;
+                    }
+                };
+                let want = model.expect_register(addr, len, Kind::Medium, pool);
+                if want.is_err() {
+                    let r = regions(heap, &model);
+                    before = Some((snapshot(heap, &r), r));
+                }
+                let got = heap.register_medium_span(pool.memory(addr, len), class);
+                let what = format!("register_medium_span({addr:#x}, {len}, {class})");
+                check_outcome(&what, &got, &want);
+                if let Ok(base) = got {
+                    assert_eq!(base, addr, "{what}");
+                    let pages = len / SPAN_BYTES;
+                    model
+                        .medium_spans
+                        .insert(base, (class, pages, BTreeMap::new()));
+                    model.marked.retain(|a| !(base..base + len).contains(a));
+                }
+                (what, got.map(drop))
+            }
             _ => {
                 let layout = pick_layout(input);
                 let got = heap.alloc(&layout);
@@ -1168,10 +1493,22 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
                 match got {
                     Ok(addr) => {
                         assert!(!pool.contains(addr), "{what} returned pool memory");
+                        let medium = MediumClass::for_bytes(layout.bytes());
                         match SizeClass::for_bytes(layout.bytes()) {
                             Some(c) => {
                                 model.embedded_small.insert(addr, c);
                                 check_ptr_bits(heap, addr, layout_bits(&layout));
+                            }
+                            None if medium.is_some() => {
+                                let class = medium.expect("checked");
+                                let m = heap.medium_record(addr).expect("a medium span");
+                                assert_eq!(m.class, class, "{what}: class");
+                                assert_eq!(m.pages, class.span_pages(), "{what}: pages");
+                                assert!((addr - m.base).is_multiple_of(class.bytes()), "{what}");
+                                model
+                                    .embedded_medium
+                                    .insert(addr, (layout.bytes(), class, m.base, m.pages));
+                                check_medium_layout(heap, addr, &layout);
                             }
                             None => {
                                 let claim = layout.bytes().next_multiple_of(SPAN_BYTES);
@@ -1224,6 +1561,17 @@ fn layout_bits(layout: &Layout) -> u64 {
     layout.pointer_bits(0) & crate::layout::low_bits(layout.words())
 }
 
+/// The record of the medium slot at `addr` holds `layout`.
+fn check_medium_layout(heap: &Heap, addr: usize, layout: &Layout) {
+    let m = heap.medium_record(addr).expect("a medium span");
+    let k = m.slot_of(addr).expect("a slot");
+    assert_eq!(
+        m.objects[k].layout(),
+        layout,
+        "layout of medium slot {addr:#x}"
+    );
+}
+
 fn check_ptr_bits(heap: &Heap, addr: usize, want: u64) {
     match heap.resolve(addr) {
         Resolved::Small(o) => assert_eq!(
@@ -1251,6 +1599,28 @@ fn sweep_model(model: &mut Model, s: &crate::SweepStats) {
     freed += before - model.embedded_small.len();
     live += model.embedded_small.len();
     let freed_spans = spans_before.len() - model.embedded_span_bases().len();
+    let (mut medium_freed, mut medium_live) = (0, 0);
+    for (&base, (class, _, slots)) in model.medium_spans.iter_mut() {
+        let before = slots.len();
+        slots.retain(|&k, _| marked.contains(&(base + k * class.bytes())));
+        medium_freed += before - slots.len();
+        medium_live += slots.len();
+    }
+    let medium_spans_before = model.embedded_medium_spans().len();
+    let before = model.embedded_medium.len();
+    model.embedded_medium.retain(|a, _| marked.contains(a));
+    medium_freed += before - model.embedded_medium.len();
+    medium_live += model.embedded_medium.len();
+    let medium_spans_freed = medium_spans_before - model.embedded_medium_spans().len();
+    assert_eq!(
+        (
+            s.freed_medium_objects,
+            s.live_medium_objects,
+            s.freed_medium_spans
+        ),
+        (medium_freed, medium_live, medium_spans_freed),
+        "sweep: freed / live medium objects, freed medium spans; {s:?}"
+    );
     let freed_custom: BTreeSet<usize> = model
         .large
         .keys()
@@ -1304,6 +1674,39 @@ fn check_model(heap: &Heap, model: &Model) {
             r => panic!("custom span {base:#x} resolves to {r:?}"),
         }
     }
+    let custom_medium: usize = model.medium_spans.values().map(|v| v.2.len()).sum();
+    assert_eq!(
+        (s.medium_spans, s.medium_objects),
+        (
+            model.medium_spans.len() + model.embedded_medium_spans().len(),
+            custom_medium + model.embedded_medium.len()
+        ),
+        "medium spans and objects"
+    );
+    for (&base, (_, _, slots)) in &model.medium_spans {
+        let alloc = heap
+            .allocated_slots(base)
+            .unwrap_or_else(|e| panic!("custom medium span {base:#x}: {e}"));
+        let got: BTreeSet<usize> = (0..LINE_WORDS * 64)
+            .filter(|&i| alloc[i / 64] >> (i % 64) & 1 != 0)
+            .collect();
+        let want: BTreeSet<usize> = slots.keys().copied().collect();
+        assert_eq!(got, want, "allocated slots of medium span {base:#x}");
+    }
+    let medium_objects = model.medium_spans.iter().flat_map(|(&b, (c, _, slots))| {
+        slots
+            .iter()
+            .map(move |(&k, &bytes)| (b + k * c.bytes(), bytes))
+    });
+    let medium_objects = medium_objects.chain(model.embedded_medium.iter().map(|(&a, v)| (a, v.0)));
+    for (addr, bytes) in medium_objects {
+        match heap.object(addr) {
+            Ok(Object::Large(l)) if l.is_medium() => {
+                assert_eq!(l.bytes(), bytes, "medium {addr:#x}")
+            }
+            r => panic!("medium object {addr:#x}: {r:?}"),
+        }
+    }
     for (&start, &(_, bytes)) in model.large.iter().chain(&model.embedded_large) {
         match heap.object(start) {
             Ok(Object::Large(l)) => assert_eq!(l.bytes(), bytes, "large {start:#x}"),
@@ -1332,7 +1735,7 @@ mod tests {
             // Early on, favour registrations (ops 0, 1) and allocations (op 8).
             let b = rng.next_u64() as u8;
             v.push(if i % 8 == 0 && i < len / 2 {
-                [0, 1, 2, 10][rng.below(4)]
+                [0, 1, 2, 10, 11][rng.below(5)]
             } else {
                 b
             });

@@ -410,20 +410,12 @@ impl Heap {
             spans.map(|r| self.clear_span_weak(r)).sum()
         };
         for l in self.large.iter().flatten() {
-            let weak = l.layout().weak_bits();
-            if weak == 0 || !l.is_marked() {
-                continue;
-            }
-            let mut bits = weak;
-            while bits != 0 {
-                let w = bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                if let Some(v) = l.read_word(w)
-                    && v != 0
-                    && self.target_dead(v)
-                {
-                    l.clear_word_in_mark(w);
-                    n += 1;
+            n += self.clear_record_weak(l);
+        }
+        for m in self.medium.iter().filter(|m| m.base != 0) {
+            for (i, l) in m.objects.iter().enumerate() {
+                if m.is_allocated(i) {
+                    n += self.clear_record_weak(l);
                 }
             }
         }
@@ -441,6 +433,29 @@ impl Heap {
             if owner_live && key != 0 && self.target_dead(key) {
                 c.key.store(0, Ordering::Relaxed);
                 c.value.store(0, Ordering::Relaxed);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// The weak-word pass over one large or medium object: if it is marked, its weak words
+    /// whose target is dead are set to 0.
+    fn clear_record_weak(&self, l: &crate::large::LargeObject) -> usize {
+        let weak = l.layout().weak_bits();
+        if weak == 0 || !l.is_marked() {
+            return 0;
+        }
+        let mut n = 0;
+        let mut bits = weak;
+        while bits != 0 {
+            let w = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            if let Some(v) = l.read_word(w)
+                && v != 0
+                && self.target_dead(v)
+            {
+                l.clear_word_in_mark(w);
                 n += 1;
             }
         }

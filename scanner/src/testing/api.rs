@@ -1139,7 +1139,7 @@ impl Run<'_> {
             self.what()
         );
         assert_eq!(
-            s.live_objects + s.live_large_objects,
+            s.live_objects + s.live_medium_objects + s.live_large_objects,
             self.model.objects.len(),
             "{}: live objects {s:?}",
             self.what()

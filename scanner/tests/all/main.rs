@@ -3,6 +3,7 @@
 mod bad_input;
 mod fuzz;
 mod markers;
+mod medium;
 mod roots;
 mod trust;
 mod weak;

@@ -166,7 +166,8 @@ fn full_cycle_keeps_every_live_object() {
                 .map(|&a| t.heap().read_word(a, 0).unwrap())
                 .collect();
             let swept = t.sweep().unwrap();
-            assert_eq!(swept.live_objects + swept.live_large_objects, live.len());
+            let kept = swept.live_objects + swept.live_medium_objects + swept.live_large_objects;
+            assert_eq!(kept, live.len());
             for (&a, &c) in live.iter().zip(&contents) {
                 assert!(
                     t.heap().object(a).is_ok(),

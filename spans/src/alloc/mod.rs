@@ -9,7 +9,11 @@
 //!   list of partly free spans; a slot is the first zero bit of the span's allocation bitmap.
 //!   Allocation zeroes the slot and writes the object's pointer bits into the span's pointer
 //!   bitmap, so marking never needs the layout.
-//! - A large object (over 512 bytes) takes a run of whole pages and a record holding its layout.
+//! - A medium object (513 bytes to 8 KiB) goes to the smallest of the 27 default
+//!   [`MediumClass`]es that holds it, in a medium span of 1 to 9 pages. Each class keeps a
+//!   current span and a list of partly free ones; a slot is the first zero bit of the span's
+//!   allocation bits. Allocation zeroes the object and writes its layout into the slot's record.
+//! - A large object (over 8 KiB) takes a run of whole pages and a record holding its layout.
 //! - Allocation failure is [`Error::OutOfMemory`], never an abort.
 
 mod sweep;
@@ -22,6 +26,7 @@ use crate::error::Error;
 use crate::heap::{Heap, SpanRecord};
 use crate::large::LargeObject;
 use crate::layout::{Layout, low_bits};
+use crate::medium::{MediumClass, MediumSpan};
 use crate::pagemap::{ADDRESS_LIMIT, Entry};
 use crate::span::{SPAN_BYTES, SPAN_LOG_BYTES, Span};
 
@@ -33,8 +38,9 @@ fn default_index(class: SizeClass) -> Option<usize> {
 impl Heap {
     /// Allocates a zeroed object of `layout`, returning its address (never 0).
     ///
-    /// Objects up to 512 bytes go to a span of the smallest default class that holds them;
-    /// larger ones become large objects. Between a complete mark and its sweep
+    /// Objects up to 512 bytes go to a span of the smallest default class that holds them,
+    /// objects up to 8 KiB to a medium span of the smallest default [`MediumClass`] that holds
+    /// them; larger ones become large objects (whole pages). Between a complete mark and its sweep
     /// ([`MarkState::Marked`](crate::MarkState)) the object is allocated marked (black), so
     /// that sweep keeps it.
     ///
@@ -46,15 +52,71 @@ impl Heap {
     /// use sencha_spans::{Heap, Layout};
     /// let mut heap = Heap::new();
     /// let s = heap.alloc(&Layout::no_pointers(100).unwrap()).unwrap();
-    /// let big = heap.alloc(&Layout::all_pointers(4096).unwrap()).unwrap();
+    /// let medium = heap.alloc(&Layout::from_pointer_words(600, &[0, 70]).unwrap()).unwrap();
+    /// let big = heap.alloc(&Layout::all_pointers(40_000).unwrap()).unwrap();
     /// assert_eq!(heap.object(s).unwrap().bytes(), 112);
-    /// assert_eq!(heap.object(big).unwrap().bytes(), 4096);
+    /// assert_eq!(heap.object(medium).unwrap().bytes(), 600);
+    /// assert_eq!(heap.object(big).unwrap().bytes(), 40_000);
+    /// assert_eq!(heap.stats().medium_bytes, 640); // its slot: 7 % more, not a whole 8 KiB page
     /// ```
     pub fn alloc(&mut self, layout: &Layout) -> Result<usize, Error> {
-        match SizeClass::for_bytes(layout.bytes()) {
-            Some(class) => self.alloc_small(class, layout),
+        if let Some(class) = SizeClass::for_bytes(layout.bytes()) {
+            return self.alloc_small(class, layout);
+        }
+        match MediumClass::for_bytes(layout.bytes()) {
+            Some(class) => self.alloc_medium(class, layout),
             None => self.alloc_large(layout),
         }
+    }
+
+    fn alloc_medium(&mut self, class: MediumClass, layout: &Layout) -> Result<usize, Error> {
+        let ci = MediumClass::DEFAULTS
+            .iter()
+            .position(|&c| c == class)
+            .expect("for_bytes returns a default class");
+        loop {
+            let rec = match self.medium_classes[ci].current {
+                Some(r) => r,
+                None => {
+                    let r = match self.medium_classes[ci].partial.pop() {
+                        Some(r) => r,
+                        None => self.new_medium_span(class)?,
+                    };
+                    self.medium_classes[ci].current = Some(r);
+                    r
+                }
+            };
+            let span = &mut self.medium[rec as usize];
+            let Some(index) = span.take_free_slot() else {
+                self.medium_classes[ci].current = None;
+                continue;
+            };
+            let obj = &mut span.objects[index];
+            let fits = obj.set_layout(*layout);
+            debug_assert!(fits, "a default class holds the layout it was chosen for");
+            obj.zero();
+            let addr = obj.start();
+            self.mark_new(addr);
+            return Ok(addr);
+        }
+    }
+
+    /// Carves a new medium span for `class` from free pages.
+    fn new_medium_span(&mut self, class: MediumClass) -> Result<u32, Error> {
+        let pages = class.span_pages();
+        let (base, _) = self.alloc_pages(pages)?;
+        let objects =
+            LargeObject::slots_in_arena(&self.arenas, base, pages * SPAN_BYTES, class.bytes())
+                .expect("alloc_pages returns pages of this heap's arenas");
+        self.add_medium_record(MediumSpan {
+            base,
+            pages,
+            class,
+            custom: false,
+            alloc: [0; crate::span::LINE_WORDS],
+            live: 0,
+            objects,
+        })
     }
 
     fn alloc_small(&mut self, class: SizeClass, layout: &Layout) -> Result<usize, Error> {

@@ -7,6 +7,10 @@
 //! empty embedded spans return their page to the free map, and the allocator's per-class lists
 //! are rebuilt from the spans with free slots.
 //!
+//! Medium spans likewise, slot by slot: an allocated, unmarked slot is freed (its allocation
+//! bit cleared, its record's layout reset to "no pointers"); every slot's mark word is reset;
+//! empty embedded medium spans return their pages; the per-class lists are rebuilt.
+//!
 //! Unmarked large objects are freed too: embedded ones return their pages; custom ones are
 //! unregistered and listed in [`SweepStats::freed_custom_large`] so their allocator can reuse
 //! the memory. Custom spans stay registered even when empty: their memory is their allocator's.
@@ -15,6 +19,7 @@ use rayon::prelude::*;
 
 use crate::class::SizeClass;
 use crate::heap::{Heap, MarkState, SpanRecord};
+use crate::medium::{MediumClass, MediumSpan};
 use crate::pagemap::{Entry, PageMap};
 use crate::span::{SPAN_BYTES, Span};
 
@@ -31,6 +36,16 @@ pub struct SweepStats {
     pub freed_large_bytes: usize,
     /// Empty embedded spans returned to the page pool.
     pub freed_spans: usize,
+    /// Medium objects freed.
+    pub freed_medium_objects: usize,
+    /// Bytes of medium-object slots freed.
+    pub freed_medium_bytes: usize,
+    /// Empty embedded medium spans returned to the page pool.
+    pub freed_medium_spans: usize,
+    /// Medium objects that survived.
+    pub live_medium_objects: usize,
+    /// Bytes of surviving medium-object slots.
+    pub live_medium_bytes: usize,
     /// Small objects that survived.
     pub live_objects: usize,
     /// Bytes of surviving small-object slots.
@@ -98,6 +113,35 @@ impl Heap {
             }
         }
 
+        let medium = self
+            .medium
+            .par_iter_mut()
+            .filter(|m| m.base != 0)
+            .map(sweep_medium)
+            .reduce(SweepStats::default, add);
+        stats = add(stats, medium);
+        for c in &mut self.medium_classes {
+            c.current = None;
+            c.partial.clear();
+        }
+        for i in 0..self.medium.len() {
+            let m = &self.medium[i];
+            if m.base == 0 || m.custom {
+                continue;
+            }
+            if m.live == 0 {
+                let (base, pages) = (m.base, m.pages);
+                self.remove_medium_record(i as u32);
+                self.free_pages(base, pages);
+                stats.freed_medium_spans += 1;
+            } else if !m.is_full() {
+                let ci = MediumClass::DEFAULTS.iter().position(|&c| c == m.class);
+                if let Some(ci) = ci {
+                    self.medium_classes[ci].partial.push(i as u32);
+                }
+            }
+        }
+
         for i in 0..self.large.len() {
             let Some(l) = self.large[i].as_mut() else {
                 continue;
@@ -158,10 +202,35 @@ fn sweep_span(map: &PageMap, r: &mut SpanRecord) -> SweepStats {
     }
 }
 
+/// Frees the allocated, unmarked slots of a medium span and resets every slot's mark.
+fn sweep_medium(m: &mut MediumSpan) -> SweepStats {
+    let mut freed = 0;
+    for i in 0..m.objects.len() {
+        if m.is_allocated(i) && !m.objects[i].is_marked() {
+            m.free_slot(i);
+            freed += 1;
+        }
+        m.objects[i].reset_mark();
+    }
+    let bytes = m.class.bytes();
+    let live = m.live as usize;
+    SweepStats {
+        freed_medium_objects: freed,
+        freed_medium_bytes: freed * bytes,
+        live_medium_objects: live,
+        live_medium_bytes: live * bytes,
+        ..SweepStats::default()
+    }
+}
+
 fn add(mut a: SweepStats, b: SweepStats) -> SweepStats {
     a.freed_objects += b.freed_objects;
     a.freed_bytes += b.freed_bytes;
     a.live_objects += b.live_objects;
     a.live_bytes += b.live_bytes;
+    a.freed_medium_objects += b.freed_medium_objects;
+    a.freed_medium_bytes += b.freed_medium_bytes;
+    a.live_medium_objects += b.live_medium_objects;
+    a.live_medium_bytes += b.live_medium_bytes;
     a
 }

@@ -291,10 +291,11 @@ fn heap_resolve_outside_is_not_in_heap() {
 fn alloc_large_objects_sweep_and_reuse_pages() {
     let mut heap = small_heap();
     let elem = Layout::with_pointers(24, 0b101).unwrap();
+    // Over 8 KiB: large (smaller objects are medium since issue 10; see medium.rs).
     let cases = [
-        Layout::all_pointers(520).unwrap(),       // 1 page
-        Layout::array(elem, 1000).unwrap(),       // 24000 B, 3 pages
-        Layout::no_pointers(SPAN_BYTES).unwrap(), // exactly 1 page
+        Layout::all_pointers(8200).unwrap(),          // 2 pages
+        Layout::array(elem, 1000).unwrap(),           // 24000 B, 3 pages
+        Layout::no_pointers(2 * SPAN_BYTES).unwrap(), // exactly 2 pages
         Layout::array(Layout::all_pointers(16).unwrap(), 1200).unwrap(), // 19200 B, 3 pages
         Layout::with_pointers(8200, 1 << 63 | 1).unwrap(), // 2 pages
         Layout::array(Layout::no_pointers(512).unwrap(), 20).unwrap(), // 10240 B, 2 pages
@@ -381,14 +382,14 @@ fn alloc_large_objects_sweep_and_reuse_pages() {
             assert_eq!(heap.read_word(starts[i], w).unwrap(), !w);
         }
     }
-    // Pages were allocated first fit in order: 0 | 1 1 1 | 2 | 3 3 3 | 4 4 | 5 5 | ...
-    // Freed runs: [0], [2, 3 3 3] coalesced to 4 pages, [5 5 ...] joined to the rest.
-    // A 4-page object takes the coalesced run at object 2's start, a 1-page object object
-    // 0's page, a 2-page object object 5's start: all reused, and all zeroed.
-    let four = Layout::all_pointers(4 * SPAN_BYTES).unwrap();
-    let one = Layout::no_pointers(600).unwrap();
+    // Pages were allocated first fit in order: 0 0 | 1 1 1 | 2 2 | 3 3 3 | 4 4 | 5 5 | ...
+    // Freed runs: [0 0], [2 2, 3 3 3] coalesced to 5 pages, [5 5 ...] joined to the rest.
+    // A 5-page object takes the coalesced run at object 2's start, a 2-page object object
+    // 0's pages, another 2-page object object 5's start: all reused, and all zeroed.
+    let five = Layout::all_pointers(5 * SPAN_BYTES).unwrap();
+    let two_a = Layout::no_pointers(9000).unwrap();
     let two = Layout::array(elem, 500).unwrap();
-    for (layout, want) in [(four, starts[2]), (one, starts[0]), (two, starts[5])] {
+    for (layout, want) in [(five, starts[2]), (two_a, starts[0]), (two, starts[5])] {
         let a = heap.alloc(&layout).unwrap();
         assert_eq!(a, want, "{layout:?} reuses freed pages first fit");
         for w in 0..layout.words() {

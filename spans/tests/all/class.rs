@@ -5,7 +5,7 @@ use sencha_spans::span::{
     METADATA_BYTES, OBJECT_BYTES, OWNED, PTR_BITMAP_OFFSET, PTR_BITMAP_WORDS, SCAN_LINE_OFFSET,
     SPAN_LOG_BYTES, SPAN_WORDS,
 };
-use sencha_spans::{Heap, Layout, Owner, Resolved, SPAN_BYTES, SizeClass};
+use sencha_spans::{Heap, Layout, MediumClass, Owner, Resolved, SPAN_BYTES, SizeClass};
 
 use crate::support::leak_span;
 
@@ -137,6 +137,7 @@ fn docs_span_layout_tables_match_code() {
     let mut capacity_rows = 0;
     let mut overhead_rows = 0;
     let mut overhead_sum = 0.0;
+    let mut medium_rows = 0;
     for line in doc.lines() {
         let cells: Vec<&str> = line
             .trim()
@@ -153,6 +154,34 @@ fn docs_span_layout_tables_match_code() {
         else {
             continue;
         };
+        if cells.len() == 8 {
+            // | size | pages | objects | tail bytes | tail % | smallest request | max waste % |
+            // record % |   (section 12, medium classes)
+            let c = MediumClass::new(size).unwrap();
+            let i = MediumClass::DEFAULTS.iter().position(|&d| d == c);
+            let i = i.unwrap_or_else(|| panic!("not a default medium class: {line}"));
+            let span = c.span_pages() * 8192;
+            let tail = span - c.capacity(span) * size;
+            let smallest = if i == 0 {
+                513
+            } else {
+                MediumClass::DEFAULTS[i - 1].bytes() + 1
+            };
+            let record = std::mem::size_of::<sencha_spans::LargeObject>();
+            let want = [
+                c.span_pages().to_string(),
+                c.capacity(span).to_string(),
+                tail.to_string(),
+                format!("{:.2}", tail as f64 * 100.0 / span as f64),
+                smallest.to_string(),
+                format!("{:.2}", (size - smallest) as f64 * 100.0 / smallest as f64),
+                format!("{:.2}", record as f64 * 100.0 / size as f64),
+            ];
+            assert_eq!(cells[1..], want, "{line}");
+            assert_eq!(i, medium_rows, "medium rows in order: {line}");
+            medium_rows += 1;
+            continue;
+        }
         let class = SizeClass::new(size).unwrap();
         let cap = class.capacity();
         let tail = 8192 - 256 - cap * size;
@@ -181,6 +210,11 @@ fn docs_span_layout_tables_match_code() {
     }
     assert_eq!(capacity_rows, 63, "capacity table rows");
     assert_eq!(overhead_rows, 25, "overhead table rows");
+    assert_eq!(
+        medium_rows,
+        MediumClass::DEFAULTS.len(),
+        "medium class table rows"
+    );
     let mean = format!("{:.2}", overhead_sum / 25.0);
     assert!(
         doc.contains(&format!("mean over the 25 default classes: **{mean} %**")),

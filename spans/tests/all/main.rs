@@ -5,6 +5,8 @@
 //! - `pagemap`: the page map against a `BTreeMap` model (proptest).
 //! - `alloc`: the embedded allocator and sweep: fill, random marks, exact reuse, large objects.
 //! - `layout`: every `Layout` constructor, nested at random, returns a layout or a typed error.
+//! - `medium`: medium objects: classes, spans, sweep, allocation black, custom medium spans and
+//!   their typed errors.
 //! - `register`: every bad registration input and its typed error; an unchanged heap after
 //!   each; custom spans and large objects through a sweep.
 //! - `custom_allocator_example`: the example of docs/CUSTOM_ALLOCATOR.md, run as a test.
@@ -14,6 +16,7 @@ mod alloc;
 mod class;
 mod custom_allocator_example;
 mod layout;
+mod medium;
 mod pagemap;
 mod register;
 mod support;

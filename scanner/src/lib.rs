@@ -64,6 +64,7 @@ pub mod kernel;
 mod mark;
 mod marker;
 mod queue;
+pub mod roots;
 mod stats;
 mod termination;
 #[cfg(any(test, feature = "testing"))]
@@ -74,7 +75,8 @@ mod worker;
 pub use error::Error;
 pub use kernel::{Kernel, KernelChoice};
 pub use mark::reference;
-pub use marker::{Algorithm, Marker, MarkerBuilder, Roots};
+pub use marker::{Algorithm, Marker, MarkerBuilder};
+pub use roots::Roots;
 pub use sencha_spans as spans;
 pub use sencha_spans::{Heap, HeapConfig, Layout, MarkState, OwnedMemory, SizeClass, SweepStats};
 pub use stats::MarkStats;

@@ -4,6 +4,9 @@ mod bad_input;
 mod fuzz;
 mod markers;
 mod roots;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[allow(unsafe_code)] // guard pages, registers loaded by inline asm, signal handlers
+mod thread_roots;
 mod trust;
 
 use std::sync::mpsc;

@@ -69,7 +69,7 @@ pub(in crate::roots) const COMPONENTS: [(u32, usize); 5] =
     [(2, 256), (5, 64), (6, 512), (7, 1024), (19, 128)];
 
 /// The most words one capture can hold: the general registers, MM0–7, XMM0–15 and every
-/// component in [`COMPONENTS`].
+/// extended component read (YMM_Hi128, opmask, ZMM_Hi256, Hi16_ZMM, APX): 304.
 pub const CONTEXT_WORDS: usize = GENERAL + 8 + 32 + (256 + 64 + 512 + 1024 + 128) / 8;
 
 const _: () = assert!(CONTEXT_WORDS == 304);
@@ -289,8 +289,8 @@ impl ContextWords {
 
     /// Where a scan of the interrupted thread's stack starts: 128 bytes below its stack
     /// pointer, for the System V red zone (leaf code may keep pointers there; the kernel puts
-    /// the signal frame below it). Scan from here up to the thread's [`StackBase`]
-    /// (`super::StackBase`) with [`Roots::push_range_unchecked`].
+    /// the signal frame below it). Scan from here up to the thread's
+    /// [`StackBase`](super::StackBase) with [`Roots::push_range_unchecked`].
     pub fn stack_scan_start(&self) -> usize {
         self.stack_pointer.saturating_sub(RED_ZONE)
     }

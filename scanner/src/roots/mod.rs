@@ -145,6 +145,22 @@ impl Roots {
         &self.conservative
     }
 
+    /// Moves every root of `other` to the end of this set, leaving `other` empty (its range
+    /// tier stays): to gather the roots each thread pushed for itself.
+    ///
+    /// # Examples
+    /// ```
+    /// use sencha::Roots;
+    /// let mut all = Roots::precise([0]);
+    /// let mut thread = Roots::conservative([8, 16]);
+    /// all.append(&mut thread);
+    /// assert_eq!((all.len(), thread.len()), (3, 0));
+    /// ```
+    pub fn append(&mut self, other: &mut Roots) {
+        self.precise.append(&mut other.precise);
+        self.conservative.append(&mut other.conservative);
+    }
+
     /// Removes every root, keeping the memory (for a runtime that reuses one `Roots` per
     /// cycle). The range tier stays.
     pub fn clear(&mut self) {

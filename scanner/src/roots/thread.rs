@@ -176,8 +176,8 @@ pub(crate) unsafe fn spill_callee_saved(_out: *mut [usize; CALLEE_SAVED]) -> usi
 
 impl Roots {
     /// Scans the calling thread conservatively: its callee-saved registers, spilled here, and
-    /// its stack from the current stack pointer up to `base` (see the [module docs](self) of
-    /// `roots::thread`). Call it at a safepoint of the thread, with the other threads stopped.
+    /// its stack from the current stack pointer up to `base` (see the [`roots`](crate::roots)
+    /// module docs). Call it at a safepoint of the thread, with the other threads stopped.
     ///
     /// # Errors
     /// [`Error::StackOutOfBounds`] if the stack pointer is not in `base`'s stack (the thread

@@ -707,4 +707,64 @@ mod stopped {
             VectorState::Full => 2,
         }
     }
+
+    std::thread_local! {
+        static BASE: StackBase = StackBase::current_thread().unwrap();
+    }
+
+    /// 0: not run; 1: StackOutOfBounds; 2: Ok; 3: another error.
+    static ALT_RESULT: AtomicU8 = AtomicU8::new(0);
+
+    /// Runs on the alternate signal stack, raised synchronously by the test thread itself
+    /// (so allocating here cannot interrupt an allocation).
+    extern "C" fn on_alt_stack(_sig: libc::c_int) {
+        let heap = Heap::new();
+        let mut roots = Roots::new();
+        let code = match BASE.with(|b| roots.push_current_thread(&heap, b)) {
+            Err(sencha::Error::StackOutOfBounds { .. }) => 1,
+            Ok(_) => 2,
+            Err(_) => 3,
+        };
+        ALT_RESULT.store(code, Ordering::Release);
+    }
+
+    #[test]
+    fn current_thread_on_another_stack_is_a_typed_error() {
+        let _one = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let heap = Heap::new();
+        let mut roots = Roots::new();
+        assert!(BASE.with(|b| roots.push_current_thread(&heap, b)).is_ok());
+        let sig = libc::SIGRTMIN() + 4;
+        let mut stack = vec![0u8; 256 << 10];
+        // SAFETY: zeroed stack_t / sigaction are valid values, filled before use.
+        let (mut ss, mut old): (libc::stack_t, libc::stack_t) = unsafe { std::mem::zeroed() };
+        ss.ss_sp = stack.as_mut_ptr().cast();
+        ss.ss_size = stack.len();
+        // SAFETY: `stack` outlives the alternate stack's use (disabled below before it drops).
+        assert_eq!(unsafe { libc::sigaltstack(&ss, &mut old) }, 0);
+        // SAFETY: as in install_handler, with SA_ONSTACK.
+        let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+        sa.sa_sigaction = on_alt_stack as *const () as usize;
+        sa.sa_flags = libc::SA_ONSTACK;
+        // SAFETY: valid sigset and sigaction.
+        unsafe {
+            libc::sigemptyset(&mut sa.sa_mask);
+            assert_eq!(libc::sigaction(sig, &sa, std::ptr::null_mut()), 0);
+        }
+        ALT_RESULT.store(0, Ordering::Release);
+        // SAFETY: signalling this thread; the handler is installed. The signal is delivered
+        // before pthread_kill returns (it targets the calling thread and is not blocked).
+        assert_eq!(unsafe { libc::pthread_kill(libc::pthread_self(), sig) }, 0);
+        wait_for("the alternate-stack handler", || {
+            ALT_RESULT.load(Ordering::Acquire) != 0
+        });
+        // SAFETY: restores the previous alternate stack setting; `old` came from sigaltstack.
+        assert_eq!(unsafe { libc::sigaltstack(&old, std::ptr::null_mut()) }, 0);
+        drop(stack);
+        assert_eq!(
+            ALT_RESULT.load(Ordering::Acquire),
+            1,
+            "StackOutOfBounds on the signal stack"
+        );
+    }
 }

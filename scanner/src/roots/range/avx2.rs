@@ -82,8 +82,19 @@ fn push_lanes(v: __m256i, m: __m256i, out: &mut Vec<usize>) {
     let mut lanes = [0usize; 4];
     // SAFETY: `lanes` is 32 writable bytes; the store is unaligned.
     unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), v) };
+    out.reserve(4);
+    let len = out.len();
+    let mut kept = 0;
     while bits != 0 {
-        out.push(lanes[bits.trailing_zeros() as usize]);
+        // SAFETY: reserve(4) left room for 4 words past `len`; at most 4 bits are set.
+        unsafe {
+            out.as_mut_ptr()
+                .add(len + kept)
+                .write(lanes[bits.trailing_zeros() as usize])
+        };
+        kept += 1;
         bits &= bits - 1;
     }
+    // SAFETY: the `kept` words past `len` were written above.
+    unsafe { out.set_len(len + kept) };
 }

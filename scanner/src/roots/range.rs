@@ -194,6 +194,10 @@ impl Roots {
         start: *const u8,
         len: usize,
     ) -> usize {
+        debug_assert!(
+            len == 0 || !start.is_null(),
+            "a readable range is not at null"
+        );
         let (first, n) = aligned_words(start.addr(), len);
         if n == 0 {
             return 0;

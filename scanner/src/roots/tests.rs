@@ -158,6 +158,7 @@ fn roots_kernel_defaults_and_overrides() {
 
 #[cfg(all(target_arch = "x86_64", unix))]
 #[test]
+#[cfg_attr(miri, ignore)] // inline assembly
 fn spill_callee_saved_copies_the_callers_registers() {
     use super::thread::{CALLEE_SAVED, spill_callee_saved};
     let mut regs = [0usize; CALLEE_SAVED];
@@ -444,6 +445,7 @@ mod context {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore)] // CPUID
     fn context_layout_from_cpuid_is_sane() {
         let layout = detected();
         for (i, &(off, size)) in layout.iter().enumerate() {

@@ -4,10 +4,10 @@ mod bad_input;
 mod fuzz;
 mod markers;
 mod roots;
-#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[cfg(all(target_os = "linux", target_arch = "x86_64", not(miri)))]
 #[allow(unsafe_code)] // the example runtime's signal handler and stack reads
 mod runtime_example;
-#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[cfg(all(target_os = "linux", target_arch = "x86_64", not(miri)))]
 #[allow(unsafe_code)] // guard pages, registers loaded by inline asm, signal handlers
 mod thread_roots;
 mod trust;

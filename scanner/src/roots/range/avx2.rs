@@ -59,16 +59,14 @@ pub(crate) unsafe fn filter(words: *const usize, n: usize, range: HeapRange, out
         let m = [keep(v[0]), keep(v[1]), keep(v[2]), keep(v[3])];
         let any = _mm256_or_si256(_mm256_or_si256(m[0], m[1]), _mm256_or_si256(m[2], m[3]));
         if _mm256_testz_si256(any, any) == 0 {
-            for j in 0..4 {
-                push_lanes(v[j], m[j], out);
-            }
+            push_lanes(&v, &m, out);
         }
         i += 16;
     }
     while i + 4 <= n {
         // SAFETY: words i .. i + 4 are below n.
         let v = unsafe { _mm256_loadu_si256(words.add(i).cast()) };
-        push_lanes(v, keep(v), out);
+        push_lanes(&[v], &[keep(v)], out);
         i += 4;
     }
     // SAFETY: words i .. n are readable; scalar reads them one by one.
@@ -96,22 +94,26 @@ const COMPRESS: [[u32; 8]; 16] = {
     t
 };
 
-/// Appends the lanes of `v` whose lane of `m` is all ones to `out`, in lane order, without a
-/// branch per lane: the kept lanes are permuted to the bottom (a [`COMPRESS`] row), the whole
-/// register is stored at the output's end, and the length advances by their count.
+/// Appends the lanes of each `v[j]` whose lane of `m[j]` is all ones to `out`, in order,
+/// without a branch per lane or register: the kept lanes are permuted to the bottom (a
+/// [`COMPRESS`] row), the whole register is stored at the output's end, and the length
+/// advances by their count.
 #[inline]
 #[target_feature(enable = "avx2,popcnt")]
-fn push_lanes(v: __m256i, m: __m256i, out: &mut Vec<usize>) {
-    let bits = _mm256_movemask_pd(_mm256_castsi256_pd(m)) as usize & 0xf;
-    out.reserve(4);
-    let len = out.len();
-    // SAFETY: COMPRESS rows are 32 readable bytes.
-    let idx = unsafe { _mm256_loadu_si256(COMPRESS[bits].as_ptr().cast()) };
-    let packed = _mm256_permutevar8x32_epi32(v, idx);
-    // SAFETY: reserve(4) left room for 4 words past `len`; the first popcount(bits) words
-    // stored are the kept lanes, the rest land in spare capacity that set_len does not cover.
-    unsafe {
-        _mm256_storeu_si256(out.as_mut_ptr().add(len).cast(), packed);
-        out.set_len(len + bits.count_ones() as usize);
+fn push_lanes<const N: usize>(v: &[__m256i; N], m: &[__m256i; N], out: &mut Vec<usize>) {
+    out.reserve(4 * N);
+    let mut len = out.len();
+    let dst = out.as_mut_ptr();
+    for j in 0..N {
+        let bits = _mm256_movemask_pd(_mm256_castsi256_pd(m[j])) as usize & 0xf;
+        // SAFETY: COMPRESS rows are 32 readable bytes.
+        let idx = unsafe { _mm256_loadu_si256(COMPRESS[bits].as_ptr().cast()) };
+        let packed = _mm256_permutevar8x32_epi32(v[j], idx);
+        // SAFETY: reserve(4 * N) left room for 4 * N words past the starting length, and each
+        // register advances `len` by at most 4.
+        unsafe { _mm256_storeu_si256(dst.add(len).cast(), packed) };
+        len += bits.count_ones() as usize;
     }
+    // SAFETY: every word up to `len` was written with a kept lane above (or was there).
+    unsafe { out.set_len(len) };
 }

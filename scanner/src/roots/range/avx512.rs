@@ -7,7 +7,7 @@
 //! for each block of 32 words (four 512-bit registers):
 //!     k[j] = (v[j] - lo) <u (hi - lo)          -- vpsubq + vpcmpuq into a mask register
 //!     if k[0] | k[1] | k[2] | k[3] == 0: next  -- the common case on a stack
-//!     for j: out.push(compress(v[j], k[j]))
+//!     for j: out.push(compress(v[j], k[j]))   -- no branch per register
 //! then blocks of 8 words, then the last < 8 words one by one
 //! ```
 //!
@@ -17,10 +17,12 @@
 //! 2. **One branch per 256 bytes.** The four masks are ORed and tested once; a stack is
 //!    almost all non-pointers, so the loop is four loads, four subtracts, four compares and
 //!    one taken branch.
-//! 3. **Compress in a register, store whole.** Hits are compressed with `vpcompressq` into a
-//!    register and stored as a whole 64-byte vector at the output's end (the output keeps
-//!    8 words of spare capacity), then the length advances by the popcount: `vpcompressq`
-//!    straight to memory is far slower on Zen 4/5 (docs/PERFORMANCE.md, span kernels).
+//! 3. **Compress in a register, store whole, no branch per register.** In a block with a hit,
+//!    each register is compressed with `vpcompressq` and stored as a whole 64-byte vector at
+//!    the output's end (which reserves room for the block first), then the length advances by
+//!    the popcount, whether the register kept anything or not: a branch on each register's
+//!    mask mispredicts at 10% pointers. `vpcompressq` straight to memory is far slower on
+//!    Zen 4/5 (docs/PERFORMANCE.md, span kernels).
 //! 4. **Nothing past the end is read.** The last `n % 8` words are read one by one, so no
 //!    load crosses the range's end (no masked loads either: plain, obviously in-bounds reads).
 
@@ -55,9 +57,7 @@ pub(crate) unsafe fn filter(words: *const usize, n: usize, range: HeapRange, out
             _mm512_cmplt_epu64_mask(_mm512_sub_epi64(v[3], lo), width),
         ];
         if k[0] | k[1] | k[2] | k[3] != 0 {
-            for j in 0..4 {
-                push_compressed(v[j], k[j], out);
-            }
+            push_compressed(&v, &k, out);
         }
         i += 32;
     }
@@ -65,7 +65,9 @@ pub(crate) unsafe fn filter(words: *const usize, n: usize, range: HeapRange, out
         // SAFETY: words i .. i + 8 are below n.
         let v = unsafe { _mm512_loadu_si512(words.add(i).cast()) };
         let k = _mm512_cmplt_epu64_mask(_mm512_sub_epi64(v, lo), width);
-        push_compressed(v, k, out);
+        if k != 0 {
+            push_compressed(&[v], &[k], out);
+        }
         i += 8;
     }
     // SAFETY: words i .. n are readable; scalar reads them one by one.
@@ -90,21 +92,22 @@ unsafe fn load4(p: *const usize) -> [__m512i; 4] {
     }
 }
 
-/// Appends the lanes of `v` selected by `k` to `out`, in lane order.
+/// Appends the lanes of each `v[j]` selected by `k[j]` to `out`, in order, with no branch
+/// per register: each is compressed and stored whole at the output's end, which advances by
+/// the popcount (a register with no lane kept stores nothing that counts).
 #[inline]
 #[target_feature(enable = "avx512f,popcnt")]
-fn push_compressed(v: __m512i, k: u8, out: &mut Vec<usize>) {
-    if k == 0 {
-        return;
+fn push_compressed<const N: usize>(v: &[__m512i; N], k: &[u8; N], out: &mut Vec<usize>) {
+    out.reserve(8 * N);
+    let mut len = out.len();
+    let dst = out.as_mut_ptr();
+    for j in 0..N {
+        let packed = _mm512_maskz_compress_epi64(k[j], v[j]);
+        // SAFETY: reserve(8 * N) left room for 8 * N words past the starting length, and each
+        // register advances `len` by at most 8.
+        unsafe { _mm512_storeu_si512(dst.add(len).cast(), packed) };
+        len += k[j].count_ones() as usize;
     }
-    out.reserve(8);
-    let len = out.len();
-    let packed = _mm512_maskz_compress_epi64(k, v);
-    // SAFETY: reserve(8) left room for 8 words past `len`; the first popcnt(k) lanes of
-    // `packed` are the kept words (initialized), the rest land in spare capacity, which
-    // set_len does not cover.
-    unsafe {
-        _mm512_storeu_si512(out.as_mut_ptr().add(len).cast(), packed);
-        out.set_len(len + k.count_ones() as usize);
-    }
+    // SAFETY: every word up to `len` was written with a kept lane above (or was there).
+    unsafe { out.set_len(len) };
 }

@@ -7,7 +7,7 @@ use sencha_spans::Heap;
 
 use crate::error::Error;
 use crate::kernel::{Kernel, KernelChoice};
-pub(crate) use crate::roots::Roots;
+pub(crate) use crate::roots::Roots; // still named here by mark/reference.rs
 use crate::stats::MarkStats;
 
 /// Which parallel marker runs.

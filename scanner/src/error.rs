@@ -45,6 +45,34 @@ pub enum Error {
         /// The panic's message.
         message: String,
     },
+    /// [`Roots::push_current_thread`](crate::Roots::push_current_thread): the thread's stack
+    /// pointer is not in the stack its [`StackBase`](crate::roots::StackBase) describes (it
+    /// runs on another stack: a coroutine's, a signal stack). Nothing was scanned.
+    StackOutOfBounds {
+        /// The stack pointer found.
+        stack_pointer: usize,
+        /// The stack's lowest address.
+        lo: usize,
+        /// The stack's top.
+        hi: usize,
+    },
+    /// The OS could not report the calling thread's stack (`pthread_getattr_np` or
+    /// `pthread_attr_getstack` failed, or reported an empty stack).
+    StackQuery {
+        /// The error code returned (0: an empty or wrapping stack was reported).
+        code: i32,
+    },
+    /// The feature is not available on this target.
+    Unsupported {
+        /// What was asked for.
+        what: &'static str,
+    },
+    /// A signal handler's machine context (its FPU / XSAVE state) is malformed, so part of
+    /// it could not be trusted; what could be read was captured.
+    InvalidContext {
+        /// What is wrong.
+        reason: &'static str,
+    },
 }
 
 impl fmt::Display for Error {
@@ -77,6 +105,24 @@ impl fmt::Display for Error {
                     f,
                     "a marking worker panicked, the mark was abandoned: {message}"
                 )
+            }
+            Error::StackOutOfBounds {
+                stack_pointer,
+                lo,
+                hi,
+            } => write!(
+                f,
+                "stack pointer {stack_pointer:#x} is outside the thread's stack {lo:#x}..{hi:#x}"
+            ),
+            Error::StackQuery { code } => {
+                write!(
+                    f,
+                    "the OS could not report the thread's stack (code {code})"
+                )
+            }
+            Error::Unsupported { what } => write!(f, "not supported on this target: {what}"),
+            Error::InvalidContext { reason } => {
+                write!(f, "malformed machine context: {reason}")
             }
         }
     }

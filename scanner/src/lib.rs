@@ -53,11 +53,23 @@
 //! A runtime with its own allocator registers its spans and large objects with the heap
 //! ([`Heap::register_span`], [`Heap::register_large`]); see `docs/CUSTOM_ALLOCATOR.md`.
 //!
+//! # Conservative roots
+//! [`Roots`] also takes memory to scan conservatively: ranges ([`Roots::push_range`], filtered
+//! against the heap's address range by the SIMD tiers), the calling thread's callee-saved
+//! registers and stack ([`Roots::push_current_thread`]), and on x86-64 Linux the registers of a
+//! thread stopped by a signal, vector registers included (`roots::ContextWords`). See
+//! [`roots`] and `docs/RUNTIME_GUIDE.md`.
+//!
 //! # Unsafe code
 //! `unsafe` is denied crate-wide and allowed only in these modules, each block with a
 //! `// SAFETY:` comment: `kernel` (the one dispatch into a detected SIMD tier, and the
-//! prefetch hint), `kernel::avx512` (the AVX-512 tier), `mark::session` (the one call that
-//! opens a mark session: the markers' promise to be complete) and, for tests only, `testing`.
+//! prefetch hint), `kernel::avx2` and `kernel::avx512` (the SIMD tiers), `mark::session` (the
+//! one call that opens a mark session: the markers' promise to be complete), `roots::range`
+//! (reads of raw memory ranges, the SIMD range filters and their one dispatch),
+//! `roots::thread` (the naked register spill, the pthread stack query), `roots::context` (the
+//! kernel's `ucontext_t` and XSAVE area behind raw pointers) and, for tests only, `testing`.
+//! Reading stacks is outside Rust's abstract machine, as it is outside C's for bdwgc: see
+//! [`roots`].
 //!
 //! # Crate features
 //! - `testing` (unstable): the [`testing`] module, random heap builders and check functions
@@ -69,6 +81,7 @@ pub mod kernel;
 mod mark;
 mod marker;
 mod queue;
+pub mod roots;
 mod stats;
 mod termination;
 #[cfg(any(test, feature = "testing"))]
@@ -79,7 +92,8 @@ pub use error::Error;
 pub use kernel::{Kernel, KernelChoice};
 pub use mark::Algorithm;
 pub use mark::reference;
-pub use marker::{Marker, MarkerBuilder, Roots};
+pub use marker::{Marker, MarkerBuilder};
+pub use roots::Roots;
 pub use sencha_spans as spans;
 pub use sencha_spans::{
     Ephemeron, Heap, HeapConfig, Layout, MarkState, OwnedMemory, SizeClass, SweepStats, WeakRef,

@@ -1,4 +1,4 @@
-//! The public marker: [`Marker`], its [`MarkerBuilder`], and [`Roots`].
+//! The public marker: [`Marker`] and its [`MarkerBuilder`] ([`Roots`] live in `crate::roots`).
 
 use std::sync::Arc;
 
@@ -8,92 +8,8 @@ use sencha_spans::Heap;
 use crate::error::Error;
 use crate::kernel::{Kernel, KernelChoice};
 use crate::mark::Algorithm;
+use crate::roots::Roots;
 use crate::stats::MarkStats;
-
-/// The roots of a mark: precise object addresses and conservative words.
-///
-/// - A **precise** root must be null (skipped) or the first byte of an allocated object;
-///   anything else makes [`Marker::mark`] fail with [`Error::InvalidRoot`] before it marks.
-/// - A **conservative** word is checked against the page map and the allocation bits: if it
-///   points into an allocated object (interior addresses included) that object is a root,
-///   otherwise the word is ignored.
-///
-/// # Examples
-/// ```
-/// use sencha::Roots;
-/// let mut roots = Roots::precise([0x1000_0000usize]);
-/// roots.push_conservative(0xdead_beef);
-/// assert_eq!(roots.len(), 2);
-/// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Roots {
-    precise: Vec<usize>,
-    conservative: Vec<usize>,
-}
-
-impl Roots {
-    /// No roots.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Precise roots from an iterator of addresses.
-    pub fn precise(addrs: impl IntoIterator<Item = usize>) -> Self {
-        Roots {
-            precise: addrs.into_iter().collect(),
-            conservative: Vec::new(),
-        }
-    }
-
-    /// Conservative roots from an iterator of words.
-    pub fn conservative(words: impl IntoIterator<Item = usize>) -> Self {
-        Roots {
-            precise: Vec::new(),
-            conservative: words.into_iter().collect(),
-        }
-    }
-
-    /// Adds a precise root.
-    pub fn push_precise(&mut self, addr: usize) {
-        self.precise.push(addr);
-    }
-
-    /// Adds a conservative word.
-    pub fn push_conservative(&mut self, word: usize) {
-        self.conservative.push(word);
-    }
-
-    /// Roots of both kinds.
-    pub fn len(&self) -> usize {
-        self.precise.len() + self.conservative.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Validates the roots against `heap`: the object addresses to start from.
-    pub(crate) fn resolve(&self, heap: &Heap) -> Result<Vec<usize>, Error> {
-        let mut out = Vec::with_capacity(self.len());
-        for (index, &addr) in self.precise.iter().enumerate() {
-            if addr == 0 {
-                continue;
-            }
-            match heap.object(addr) {
-                Ok(o) => out.push(o.addr()),
-                Err(error) => return Err(Error::InvalidRoot { index, addr, error }),
-            }
-        }
-        out.extend(
-            self.conservative
-                .iter()
-                .filter_map(|&w| heap.object_containing(w))
-                .map(|o| o.addr()),
-        );
-        Ok(out)
-    }
-}
 
 /// Builds a [`Marker`].
 ///

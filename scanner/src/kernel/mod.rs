@@ -187,8 +187,10 @@ impl CpuFeatures {
     }
 }
 
+/// A kernel tier. Crate-private: a SIMD variant is built only from detected features (see
+/// [`Kernel`]), which other SIMD scanners of the crate (`roots::range`) rely on too.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Tier {
+pub(crate) enum Tier {
     Scalar,
     #[cfg(target_arch = "x86_64")]
     Avx2,
@@ -345,6 +347,12 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             Tier::Avx512 => 16usize.div_ceil(class.words()).max(1),
         }
+    }
+
+    /// The tier this token proves the CPU supports (for the crate's other SIMD scanners).
+    #[inline]
+    pub(crate) fn tier(self) -> Tier {
+        self.0
     }
 
     /// The tier's name: `"scalar"`, `"avx2"` or `"avx512"`.

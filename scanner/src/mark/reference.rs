@@ -12,7 +12,7 @@ use std::time::Instant;
 use sencha_spans::Heap;
 
 use crate::error::Error;
-use crate::marker::Roots;
+use crate::roots::Roots;
 use crate::stats::{MarkStats, WorkerStats};
 
 /// Marks every object reachable from `roots` and from the pinned objects, one object at a

@@ -5,6 +5,12 @@ mod fuzz;
 mod markers;
 mod medium;
 mod roots;
+#[cfg(all(target_os = "linux", target_arch = "x86_64", not(miri)))]
+#[allow(unsafe_code)] // the example runtime's signal handler and stack reads
+mod runtime_example;
+#[cfg(all(target_os = "linux", target_arch = "x86_64", not(miri)))]
+#[allow(unsafe_code)] // guard pages, registers loaded by inline asm, signal handlers
+mod thread_roots;
 mod trust;
 mod weak;
 
@@ -35,4 +41,16 @@ pub fn scaled(base: usize) -> usize {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1.0);
     ((base as f64 * scale) as usize).max(1)
+}
+
+/// docs/RUNTIME_GUIDE.md shows `runtime_example.rs` verbatim.
+#[test]
+fn docs_runtime_example_is_verbatim() {
+    let doc = include_str!("../../../docs/RUNTIME_GUIDE.md");
+    let example = include_str!("runtime_example.rs");
+    assert!(
+        doc.contains(&format!("```rust\n{example}```")),
+        "docs/RUNTIME_GUIDE.md must contain scanner/tests/all/runtime_example.rs verbatim in a \
+         ```rust block"
+    );
 }

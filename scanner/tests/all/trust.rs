@@ -15,7 +15,9 @@
 
 use sencha::spans::{Error as HeapError, MarkState, OwnedMemory};
 use sencha::testing::{HeapSpec, check_marker, random_heap};
-use sencha::{Algorithm, Error, Heap, HeapConfig, KernelChoice, Layout, Marker, Roots, SizeClass};
+use sencha::{
+    Algorithm, Error, Heap, HeapConfig, KernelChoice, Layout, Marker, Roots, SizeClass, reference,
+};
 
 use crate::{scaled, with_timeout};
 
@@ -334,4 +336,24 @@ fn custom_span_is_zeroed_at_registration() {
     let span = heap.spans().find(|s| s.base() == base).unwrap();
     assert!((0..992).all(|w| span.read_word(w) == Some(0)));
     assert_eq!(span.marked_bits(), [0; 8]);
+}
+
+/// Issue 10 item 4: a precise root may be an interior (derived) pointer when the caller says
+/// so; it roots its object (and what it reaches), and one that points nowhere is refused.
+#[test]
+fn interior_precise_roots_root_their_object() {
+    let mut heap = Heap::new();
+    let head = list(&mut heap, 50);
+    for m in [marker(1), marker(4)] {
+        let mut roots = Roots::new();
+        roots.push_interior(head + 17);
+        assert_eq!(m.mark(&heap, &roots).unwrap().objects_marked, 50);
+        assert_eq!(reference::mark(&heap, &roots).unwrap().objects_marked, 50);
+        let mut bad = Roots::precise([head]);
+        bad.push_interior(head + (1 << 20) * 4096);
+        assert!(matches!(
+            m.mark(&heap, &bad),
+            Err(Error::InvalidRoot { index: 1, .. })
+        ));
+    }
 }

@@ -40,7 +40,7 @@
 //! 3. **Two walks, no branch per frame.** `vpcmpeqb`/`vpmovmskb` over the 128 mask bytes give a
 //!    "frame has pointers" summary (after the AND with the pointer bitmap, in the same pass).
 //!    Sparse spans walk only its set bits (`tzcnt`/`blsr`); dense spans (at least
-//!    [`DENSE_MIN_FRAMES`] non-empty frames, by a popcount) run all 124 frames straight
+//!    `DENSE_MIN_FRAMES` non-empty frames, by a popcount) run all 124 frames straight
 //!    through, an empty quad costing a no-op compress instead of a mispredicted branch. No
 //!    grey object at all returns at once.
 //! 4. **An unsigned range check with a signed compare.** AVX2's only 64-bit compare, `vpcmpgtq`,

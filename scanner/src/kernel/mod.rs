@@ -14,7 +14,7 @@
 //! [`Kernel::detect`]), which is what makes the one `unsafe` dispatch per tier below sound.
 //!
 //! Preference: `avx512`, then `avx2`, then `scalar`. The choice is a pure function of a
-//! [`CpuFeatures`] set, so tests can simulate any CPU; docs/KERNELS.md has the table of CPU
+//! `CpuFeatures` set, so tests can simulate any CPU; docs/KERNELS.md has the table of CPU
 //! families and the tier each runs.
 //!
 //! [`KernelChoice`] picks a tier: `Auto` reads `SENCHA_KERNEL=scalar|avx2|avx512|auto` once

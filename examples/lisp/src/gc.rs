@@ -401,3 +401,52 @@ impl Interp {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn interp() -> Interp {
+        let opts = Options {
+            check: true,
+            reserve: 1 << 28,
+            workers: 2,
+            ..Options::default()
+        };
+        Interp::new(&opts, Box::new(std::io::sink())).unwrap()
+    }
+
+    #[test]
+    fn check_mark_detects_a_mark_that_missed_a_root() {
+        let mut it = interp();
+        it.eval_source("(define keep (list 1 2 3))").unwrap();
+        let g = it.global_slot("keep");
+        let keep = it.globals[g as usize].addr().unwrap();
+        let roots = it.roots();
+        let oracle = it.reachable(&roots).unwrap();
+        let fewer: Vec<usize> = roots.iter().copied().filter(|&r| r != keep).collect();
+        it.marker
+            .mark(it.store.heap(), &Roots::precise(fewer))
+            .unwrap();
+        let err = it.check_mark(&oracle, &[]).unwrap_err();
+        assert!(err.message.contains("reachable but unmarked"), "{err}");
+        it.marker
+            .mark(it.store.heap(), &Roots::precise(roots))
+            .unwrap();
+        it.check_mark(&oracle, &[]).unwrap();
+    }
+
+    #[test]
+    fn collect_frees_garbage_and_keeps_roots() {
+        let mut it = interp();
+        it.eval_source("(define keep (iota 1000)) (define (junk) (iota 5000)) (junk)")
+            .unwrap();
+        let before = it.store.heap().stats().objects();
+        it.collect().unwrap();
+        let after = it.store.heap().stats().objects();
+        assert!(after < before, "{after} < {before}");
+        assert_eq!(it.gc.checks_passed, 1);
+        let v = it.eval_source("(fold-left + 0 keep)").unwrap();
+        assert_eq!(v.as_fixnum(), Some(499_500));
+    }
+}

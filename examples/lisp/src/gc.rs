@@ -45,6 +45,8 @@ pub(crate) struct WeakTable {
 pub struct GcState {
     /// Checking mode.
     pub check: bool,
+    /// One line per collection on standard error.
+    pub trace: bool,
     /// The smallest budget.
     pub min_budget: usize,
     /// Budget per live byte.
@@ -77,6 +79,7 @@ impl GcState {
     pub(crate) fn new(opts: &Options) -> GcState {
         GcState {
             check: opts.check,
+            trace: opts.trace,
             min_budget: opts.min_budget,
             growth: opts.growth,
             collections: 0,
@@ -186,6 +189,21 @@ impl Interp {
         self.store.gc_wanted = false;
         self.gc.collections += 1;
         self.gc.pause.push(start.elapsed().saturating_sub(checking));
+        if self.gc.trace {
+            eprintln!(
+                "gc {}: {} roots, marked {} objects ({} bytes) in {:.3} ms, freed {} objects, \
+                 live {} bytes, heap {} bytes, next budget {} bytes",
+                self.gc.collections,
+                roots.len(),
+                stats.objects_marked,
+                stats.bytes_marked,
+                ms(stats.wall),
+                swept.freed_objects + swept.freed_large_objects,
+                live,
+                self.store.figures.in_use,
+                self.store.budget
+            );
+        }
         if self.gc.check {
             self.store.check_consistency()?;
             let mut ours: Vec<usize> = self.finalizers.keys().copied().collect();

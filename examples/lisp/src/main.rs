@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use lisp_example::{Backend, Options, run_file};
 
 const USAGE: &str = "usage: lisp-example [--check] [--embedded] [--budget BYTES] [--growth F] \
-[--workers N] [--reserve BYTES] PROGRAM.scm [ARGS...]
+[--workers N] [--reserve BYTES] [--trace] PROGRAM.scm [ARGS...]
 
   --check          after every collection, compare sencha's marked set with the
                    interpreter's own reachability walk (slow; for testing)
@@ -16,7 +16,8 @@ const USAGE: &str = "usage: lisp-example [--check] [--embedded] [--budget BYTES]
   --budget BYTES   the smallest allocation budget between collections (default 4194304)
   --growth F       budget per live byte after a collection (default 1.0)
   --workers N      marking threads (default: every core)
-  --reserve BYTES  address space reserved for the heap (default 64 GiB)";
+  --reserve BYTES  address space reserved for the heap (default 64 GiB)
+  --trace          print one line per collection to standard error";
 
 fn parse(args: &[String]) -> Result<(Options, PathBuf, Vec<String>), String> {
     let mut opts = Options::default();
@@ -31,6 +32,7 @@ fn parse(args: &[String]) -> Result<(Options, PathBuf, Vec<String>), String> {
         match args[i].as_str() {
             "--check" => opts.check = true,
             "--embedded" => opts.backend = Backend::Embedded,
+            "--trace" => opts.trace = true,
             "--budget" => {
                 i += 1;
                 opts.min_budget = number(i, "--budget")? as usize;

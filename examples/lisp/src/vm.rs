@@ -102,6 +102,8 @@ pub struct Options {
     pub workers: usize,
     /// Address space reserved for the custom allocator, in bytes.
     pub reserve: usize,
+    /// Print one line per collection to standard error.
+    pub trace: bool,
 }
 
 impl Default for Options {
@@ -113,6 +115,7 @@ impl Default for Options {
             growth: 1.0,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             reserve: 64 << 30,
+            trace: false,
         }
     }
 }

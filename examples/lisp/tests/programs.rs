@@ -37,6 +37,7 @@ fn checking(backend: Backend) -> Options {
         growth: 0.25,
         workers: 2,
         reserve: 1 << 30,
+        trace: false,
     }
 }
 

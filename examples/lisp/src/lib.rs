@@ -39,7 +39,7 @@ mod run;
 mod value;
 mod vm;
 
-pub use alloc::{Backend, HeapFigures, Store};
+pub use alloc::{AllocError, Backend, HeapFigures, Store};
 pub use gc::{GcState, summary};
 pub use object::Kind;
 pub use run::{Report, run_file, run_source};

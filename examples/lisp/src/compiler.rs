@@ -127,7 +127,7 @@ struct Expander {
     vars: Vec<Var>,
     lambdas: Vec<LambdaDef>,
     scopes: Vec<Scope>,
-    /// The enclosing lambdas, innermost last; `scope_base[i]` is the first scope of lambda i.
+    /// The enclosing lambdas, innermost last.
     lambda_stack: Vec<LambdaId>,
     gensym: usize,
 }

@@ -252,13 +252,16 @@ impl Store {
         self.backend
     }
 
-    /// The heap.
-    pub fn heap(&self) -> &Heap {
+    /// The heap. Crate-private on purpose: with a `&Heap` in hand, safe code could run a mark
+    /// on another thread while this thread reads objects through [`Store::read`], and sencha
+    /// clears weak words during a mark (a data race). Inside the crate, marks run only on the
+    /// interpreter's thread, which waits in `Marker::mark` (mem.rs, point 4).
+    pub(crate) fn heap(&self) -> &Heap {
         self.mem.heap()
     }
 
     /// The heap, mutably.
-    pub fn heap_mut(&mut self) -> &mut Heap {
+    pub(crate) fn heap_mut(&mut self) -> &mut Heap {
         self.mem.heap_mut()
     }
 

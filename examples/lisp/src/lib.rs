@@ -3,7 +3,7 @@
 //!
 //! The crate shows, end to end, what docs/RUNTIME_GUIDE.md explains step by step:
 //! - `mem` reserves memory with `memmap2` and keeps the memory contract (the crate's only
-//!   `unsafe`, four lines, each with its `SAFETY` argument);
+//!   `unsafe`: three blocks, each with its `SAFETY` argument);
 //! - `alloc` carves 8 KiB spans per size class, places objects as docs/SPAN_LAYOUT.md says,
 //!   registers spans and large objects, and turns sweeps back into free slots and pages;
 //! - `object` and `value` define the object kinds and their `Layout`s;

@@ -13,10 +13,13 @@
 //! 3. **The runtime never writes a span's last 256 bytes.** [`Memory::write`] checks the page
 //!    kind of every store: in a span page only offsets below `OBJECT_BYTES` (7936) are
 //!    accepted; a large object's pages hold no sencha metadata (its record is sencha's own).
-//! 4. **No store while a mark runs.** [`Memory`] is neither `Send` nor `Sync` (it holds a raw
-//!    pointer), so only the thread that owns it can store through it, and that thread is the
-//!    one that calls `Marker::mark` and waits in it; sencha's marking threads only read.
-//!    (sencha itself stores into weak words during a mark: we never read while it marks.)
+//! 4. **No store while a mark runs, no load while sencha stores.** [`Memory`] is neither
+//!    `Send` nor `Sync` (it holds a raw pointer), so only the thread that owns it can load or
+//!    store through it, and that thread is the one that calls `Marker::mark` and waits in it.
+//!    sencha's marking threads read objects, and clear dead weak words, only during the mark.
+//!    The heap is reachable only inside this crate (`Memory::heap`, `Store::heap` are
+//!    crate-private), so no safe caller can start a mark on another thread while this one
+//!    keeps running.
 //! 5. **No Rust reference to the mapped bytes exists**: the mapping is an `MmapRaw`, never
 //!    dereferenced as a slice, so sencha's stores and ours go through raw pointers only.
 
@@ -82,7 +85,8 @@ impl Memory {
         })
     }
 
-    /// The heap the runtime's memory is registered with.
+    /// The heap the runtime's memory is registered with (crate-private: module docs,
+    /// point 4).
     pub(crate) fn heap(&self) -> &Heap {
         &self.heap
     }

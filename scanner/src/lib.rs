@@ -76,6 +76,11 @@
 //!   for sencha's own tests, benchmarks and fuzzers.
 #![deny(missing_docs)]
 
+// The crate README's example is a doctest (`cargo test --doc`), so it always compiles and runs.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 mod error;
 pub mod kernel;
 mod mark;

@@ -69,6 +69,11 @@
 //! any order with any arguments.
 #![deny(missing_docs)]
 
+// The crate README's example is a doctest (`cargo test --doc`), so it always compiles and runs.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 mod alloc;
 mod arena;
 mod class;

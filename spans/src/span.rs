@@ -88,7 +88,7 @@ pub(crate) enum MapHit<'h> {
     Medium(u32),
 }
 
-/// The owner state of a span, as returned by [`Span::release`].
+/// The owner state of a span, as returned when a marker takes it from a queue (`release`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Owner {
     /// Not queued.

@@ -44,7 +44,7 @@
 //!    the 128 mask bytes are split into 256 nibble bytes in quad order (`vpand`/`vpsrlw`, byte
 //!    unpacks, lane permutes) and `vpcmpeqb`/`vpmovmskb` turn those into a 256-bit "quad has
 //!    pointers" summary. Sparse spans walk only its set bits (`tzcnt`/`blsr`); dense spans (at
-//!    least [`DENSE_MIN_QUADS`] non-empty quads, by a popcount) run all 248 quads straight
+//!    least `DENSE_MIN_QUADS` non-empty quads, by a popcount) run all 248 quads straight
 //!    through, an empty quad costing a no-op compress instead of a mispredicted branch. No
 //!    grey object at all returns at once. The pointer bitmap is moved into registers with
 //!    `vmovq`/`vpunpcklqdq` rather than reloaded from its copy, since a 32-byte load of four

@@ -247,7 +247,7 @@ impl Graph<'_> {
 /// the rest a sequence of operations that build a small heap (embedded objects of every default
 /// class, objects in custom spans of any legal class, large objects up to just over one scan
 /// chunk, linked lists, edges, wide objects, precise and conservative roots). The variant must
-/// mark exactly what [`reference::mark`] marks, leave no span owned, and count at least the
+/// mark exactly what [`reference::mark`](crate::reference::mark) marks, leave no span owned, and count at least the
 /// objects it marked.
 ///
 /// The heap is reused from input to input (emptied by a mark from no roots and a sweep, which

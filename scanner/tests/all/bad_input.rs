@@ -9,26 +9,24 @@ use sencha::{Error, Heap, HeapConfig, Kernel, Layout, Marker, Roots, SizeClass};
 /// What a row checks: the call's result, as the error's variant name, or "ok".
 type Call = Box<dyn Fn(&mut Heap) -> String>;
 
+/// The name of an error's variant (`NotAnObject` for `NotAnObject { addr: .. }`).
+fn variant(e: &dyn std::fmt::Debug) -> String {
+    let text = format!("{e:?}");
+    text.split([' ', '{', '('])
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
 fn name<T>(r: Result<T, E>) -> String {
-    match r {
-        Ok(_) => "ok".into(),
-        Err(e) => format!("{e:?}")
-            .split([' ', '{', '('])
-            .next()
-            .unwrap_or_default()
-            .to_string(),
-    }
+    r.map_or_else(|e| variant(&e), |_| "ok".into())
 }
 
 fn marker_name<T>(r: Result<T, Error>) -> String {
     match r {
         Ok(_) => "ok".into(),
-        Err(Error::Heap(e)) => name::<()>(Err(e)),
-        Err(e) => format!("{e:?}")
-            .split([' ', '{', '('])
-            .next()
-            .unwrap_or_default()
-            .to_string(),
+        Err(Error::Heap(e)) => variant(&e),
+        Err(e) => variant(&e),
     }
 }
 

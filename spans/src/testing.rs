@@ -15,14 +15,18 @@
 //!   [`check_registration_sequence`] turns arbitrary bytes into registration calls and asserts
 //!   that each returns the success or the error variant a simple model predicts (and never
 //!   panics inside sencha), that a failed call changes nothing, and that the heap stays
-//!   consistent. Fuzz targets are thin shims over it.
+//!   consistent. Fuzz targets are thin shims over it. It reuses one heap and one pool for the
+//!   whole process, emptied and checked after each sequence.
+//! - **Running checks.** [`serial`] makes the calling thread a rayon pool of one thread, so that
+//!   a check's sweeps run inline rather than waking the global pool.
 //!
 //! The check functions panic (through `assert!`) when sencha is wrong; that is their purpose.
 //!
 //! # Unsafe code
 //! One block, in [`check_registration_sequence`]'s memory pool: fuzzing runs millions of
 //! sequences, so it cannot leak memory for each one. It hands out parts of a buffer it owns
-//! through [`OwnedMemory::new_unchecked`] and drops the heap before the buffer. It also builds
+//! through [`OwnedMemory::new_unchecked`]; buffer and heap live together in one process-wide
+//! fixture and are never dropped. It also builds
 //! [`OwnedMemory`] values for ranges that are *not* the caller's (null, past 2^48, inside the
 //! embedded allocator's arenas): the heap must reject those before touching them, and the
 //! check asserts exactly that.

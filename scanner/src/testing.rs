@@ -7,7 +7,21 @@
 //! arrays, cycles, self-pointers, interior pointers, long linked lists, wide fan-out, and
 //! garbage words (small integers, addresses outside the heap, free slots, span metadata).
 //! [`check_marker`] marks it with a marker and with the reference oracle and compares the exact
-//! marked sets.
+//! marked sets ([`compare_with_oracle`] does that on any heap).
+//!
+//! The fuzz targets' check functions (one submodule each, over shared fixtures in `source`):
+//! - [`check_kernels_from_bytes`] (`span_layout`): every kernel tier against the scalar tier;
+//! - [`check_graph_from_bytes`] (`heap_graph`): a marker variant against the oracle;
+//! - [`check_api`] (`api`): the public API as a runtime drives it, against a model and the
+//!   oracle, with [`ApiGates`] for calls that reach bugs being fixed.
+//!
+//! Each keeps its heap, pool memory and markers for the life of the process (emptied and checked
+//! after every input), because fuzzing calls it millions of times.
+//!
+//! # Unsafe code
+//! `SpanMemory` (the custom spans of [`TestHeap`]) and `source::PagePool` (leaked, span-aligned
+//! memory the fuzz fixtures register, write as a custom allocator does, and zero between
+//! inputs); every block names the invariant it relies on.
 
 use std::alloc::{Layout as AllocLayout, alloc_zeroed, dealloc};
 

@@ -15,14 +15,18 @@
 //!   [`check_registration_sequence`] turns arbitrary bytes into registration calls and asserts
 //!   that each returns the success or the error variant a simple model predicts (and never
 //!   panics inside sencha), that a failed call changes nothing, and that the heap stays
-//!   consistent. Fuzz targets are thin shims over it.
+//!   consistent. Fuzz targets are thin shims over it. It reuses one heap and one pool for the
+//!   whole process, emptied and checked after each sequence.
+//! - **Running checks.** [`serial`] makes the calling thread a rayon pool of one thread, so that
+//!   a check's sweeps run inline rather than waking the global pool.
 //!
 //! The check functions panic (through `assert!`) when sencha is wrong; that is their purpose.
 //!
 //! # Unsafe code
 //! One block, in [`check_registration_sequence`]'s memory pool: fuzzing runs millions of
 //! sequences, so it cannot leak memory for each one. It hands out parts of a buffer it owns
-//! through [`OwnedMemory::new_unchecked`] and drops the heap before the buffer. It also builds
+//! through [`OwnedMemory::new_unchecked`]; buffer and heap live together in one process-wide
+//! fixture and are never dropped. It also builds
 //! [`OwnedMemory`] values for ranges that are *not* the caller's (null, past 2^48, inside the
 //! embedded allocator's arenas): the heap must reject those before touching them, and the
 //! check asserts exactly that.
@@ -290,6 +294,13 @@ pub struct HeapSnapshot {
 /// Snapshots `heap`, probing the page map at two offsets of every page in `regions`
 /// (`(start, len)` pairs) and of every page the heap has registered.
 pub fn snapshot(heap: &Heap, regions: &[(usize, usize)]) -> HeapSnapshot {
+    snapshot_with(heap, regions, true)
+}
+
+/// [`snapshot`], probing the pages the heap has registered too only when `registered_pages`:
+/// a check that snapshots around each call probes the call's own range, and finds a change to
+/// any span or large object through their records.
+fn snapshot_with(heap: &Heap, regions: &[(usize, usize)], registered_pages: bool) -> HeapSnapshot {
     let mut spans: Vec<SpanSnapshot> = heap
         .spans()
         .map(|s| SpanSnapshot {
@@ -334,10 +345,12 @@ pub fn snapshot(heap: &Heap, regions: &[(usize, usize)]) -> HeapSnapshot {
         let last = start.saturating_add(len.max(1) - 1) / SPAN_BYTES;
         pages.extend(first..=last.min(first + 4096));
     }
-    pages.extend(spans.iter().map(|s| s.base / SPAN_BYTES));
-    pages.extend(large.iter().map(|l| l.0 / SPAN_BYTES));
-    for m in &medium {
-        pages.extend(m.base / SPAN_BYTES..m.base / SPAN_BYTES + m.pages);
+    if registered_pages {
+        pages.extend(spans.iter().map(|s| s.base / SPAN_BYTES));
+        pages.extend(large.iter().map(|l| l.0 / SPAN_BYTES));
+        for m in &medium {
+            pages.extend(m.base / SPAN_BYTES..m.base / SPAN_BYTES + m.pages);
+        }
     }
     let probes = pages
         .into_iter()
@@ -1232,19 +1245,6 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
         if ops > REGISTER_MAX_OPS {
             break;
         }
-        // The pool, and the start of the arena of each embedded object (not every arena: a
-        // reused heap keeps those of earlier sequences). Computed when a snapshot is taken.
-        let regions = |heap: &Heap, model: &Model| -> Vec<(usize, usize)> {
-            let arenas: BTreeSet<usize> = model
-                .embedded_small
-                .keys()
-                .chain(model.embedded_large.keys())
-                .map(|&o| arena_of(heap, o).start())
-                .collect();
-            std::iter::once((pool.start, POOL_PAGES * SPAN_BYTES))
-                .chain(arenas.into_iter().map(|a| (a, 4 * SPAN_BYTES)))
-                .collect()
-        };
         // Taken before a call the model expects to fail, to show that it changed nothing (a
         // call expected to succeed that fails is caught by the outcome check instead).
         let mut before = None;
@@ -1268,8 +1268,8 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
                 };
                 let want = model.expect_register(addr, len, Kind::Span, pool);
                 if want.is_err() {
-                    let r = regions(heap, &model);
-                    before = Some((snapshot(heap, &r), r));
+                    let r = vec![(addr, len)];
+                    before = Some((snapshot_with(heap, &r, false), r));
                 }
                 let got = heap.register_span(pool.memory(addr, len), class, noscan);
                 let what = format!("register_span({addr:#x}, {len}, {class}, {noscan})");
@@ -1292,8 +1292,8 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
                     });
                 }
                 if want.is_err() {
-                    let r = regions(heap, &model);
-                    before = Some((snapshot(heap, &r), r));
+                    let r = vec![(addr, len)];
+                    before = Some((snapshot_with(heap, &r, false), r));
                 }
                 let got = heap.register_large(pool.memory(addr, len), &layout);
                 let what = format!("register_large({addr:#x}, {len}, {layout:?})");
@@ -1321,8 +1321,8 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
                         Err(Error::NotRegistered { addr })
                     };
                 if want.is_err() {
-                    let r = regions(heap, &model);
-                    before = Some((snapshot(heap, &r), r));
+                    let r = vec![(addr, SPAN_BYTES)];
+                    before = Some((snapshot_with(heap, &r, false), r));
                 }
                 let got = heap.unregister_span(addr);
                 let what = format!("unregister_span({addr:#x})");
@@ -1349,8 +1349,8 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
                     Err(Error::NotRegistered { addr })
                 };
                 if want.is_err() {
-                    let r = regions(heap, &model);
-                    before = Some((snapshot(heap, &r), r));
+                    let r = vec![(addr, 1)];
+                    before = Some((snapshot_with(heap, &r, false), r));
                 }
                 let got = heap.unregister_large(addr);
                 let what = format!("unregister_large({addr:#x})");
@@ -1366,8 +1366,8 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
                 let layout = pick_layout(input);
                 let want = model.expect_init(addr, &layout);
                 if want.is_err() {
-                    let r = regions(heap, &model);
-                    before = Some((snapshot(heap, &r), r));
+                    let r = vec![(addr, 1)];
+                    before = Some((snapshot_with(heap, &r, false), r));
                 }
                 let got = heap.init_object(addr, &layout);
                 let what = format!("init_object({addr:#x}, {layout:?})");
@@ -1399,8 +1399,8 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
                 let addr = pick_addr(input, heap, &model, pool);
                 let want = model.expect_free(addr);
                 if want.is_err() {
-                    let r = regions(heap, &model);
-                    before = Some((snapshot(heap, &r), r));
+                    let r = vec![(addr, 1)];
+                    before = Some((snapshot_with(heap, &r, false), r));
                 }
                 let got = heap.free_object(addr);
                 let what = format!("free_object({addr:#x})");
@@ -1427,8 +1427,8 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
                 let addr = pick_addr(input, heap, &model, pool);
                 let want = model.expect_object(addr);
                 if want.is_err() {
-                    let r = regions(heap, &model);
-                    before = Some((snapshot(heap, &r), r));
+                    let r = vec![(addr, 1)];
+                    before = Some((snapshot_with(heap, &r, false), r));
                 }
                 let got = heap.object(addr).map(drop);
                 let what = format!("mark_reachable([{addr:#x}])");
@@ -1444,8 +1444,10 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
             }
             9 => {
                 if !model.complete {
-                    let r = regions(heap, &model);
-                    before = Some((snapshot(heap, &r), r));
+                    // A refused sweep must change nothing: every span, large and medium
+                    // record and the statistics are in any snapshot; the pool's pages too.
+                    let r = vec![(pool.start, POOL_PAGES * SPAN_BYTES)];
+                    before = Some((snapshot_with(heap, &r, false), r));
                 }
                 let got = heap.sweep();
                 if model.complete {
@@ -1470,8 +1472,8 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
                 };
                 let want = model.expect_register(addr, len, Kind::Medium, pool);
                 if want.is_err() {
-                    let r = regions(heap, &model);
-                    before = Some((snapshot(heap, &r), r));
+                    let r = vec![(addr, len)];
+                    before = Some((snapshot_with(heap, &r, false), r));
                 }
                 let got = heap.register_medium_span(pool.memory(addr, len), class);
                 let what = format!("register_medium_span({addr:#x}, {len}, {class})");
@@ -1529,7 +1531,7 @@ fn run_sequence(heap: &mut Heap, pool: &mut Pool, input: &mut Input<'_>) -> Mode
             let (before, regions) =
                 before.unwrap_or_else(|| panic!("{what} failed unexpectedly: {e:?}"));
             assert_eq!(
-                snapshot(heap, &regions),
+                snapshot_with(heap, &regions, false),
                 before,
                 "{what} returned {e:?} but changed the heap"
             );

@@ -187,12 +187,9 @@ impl LayoutSpec {
                 size(elem.checked_mul(count).filter(|_| count > 0)?)
             }
             LayoutSpec::NestedArray(n, bits, inner, outer) => {
-                // An element of an array may itself be an array of at most 512 bytes.
+                // An element of an array may itself be an array, of any size.
                 let e = LayoutSpec::WithPointers(n, bits).expect()?;
                 let inner = size(e.checked_mul(inner).filter(|_| inner > 0)?)?;
-                if inner > 512 {
-                    return None;
-                }
                 size(inner.checked_mul(outer).filter(|_| outer > 0)?)
             }
         }
@@ -1187,7 +1184,19 @@ impl Run<'_> {
                     ob.kind == Kind::Embedded && ob.bytes <= 512 && a & !(SPAN_BYTES - 1) == base
                 }));
         let slots = heap.allocated_slots(addr);
-        self.expect(&slots, is_base);
+        // An embedded medium object (513 B to 8 KiB) lives in a medium span of up to 16 pages
+        // whose base this model does not track: a page-aligned address near one may be that
+        // base, so either answer is accepted there (medium spans are checked exactly by
+        // spans/tests/all/medium.rs and the registration model).
+        let maybe_medium_base = addr == base
+            && model.objects.iter().any(|(&a, ob)| {
+                ob.kind == Kind::Embedded
+                    && (513..=8192).contains(&ob.bytes)
+                    && (base..base + 16 * SPAN_BYTES).contains(&a)
+            });
+        if !maybe_medium_base {
+            self.expect(&slots, is_base);
+        }
         if let (Ok(bits), Some(&(class, _))) = (slots, model.custom_spans.get(&addr)) {
             let want: BTreeSet<usize> = model
                 .objects

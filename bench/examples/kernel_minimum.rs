@@ -3,7 +3,9 @@
 //! machine). `cargo run --release -p sencha-bench --example kernel_minimum -- 16,64 100,12.5`
 //! (classes in bytes, grey densities in percent). Prints ns per span, then per density the
 //! geometric mean over the classes of each tier's time relative to every other tier's, and the
-//! largest and smallest such ratio.
+//! largest and smallest such ratio. A third argument `fresh` writes each grey mask word by word
+//! into a local copy just before its gather, as the marker does (a kernel that reloads those
+//! words as one vector then waits for the stores to reach the cache).
 use sencha::kernel::{GatherBuf, HeapRange, Kernel};
 use sencha::spans::{Heap, Layout, Resolved, SizeClass};
 use sencha::testing::SplitMix64;
@@ -20,6 +22,7 @@ fn main() {
         .get(2)
         .map(|s| s.split(',').map(|x| x.parse().unwrap()).collect())
         .unwrap_or(vec![100.0, 12.5]);
+    let fresh = args.get(3).is_some_and(|a| a == "fresh");
     let tiers: Vec<Kernel> = Kernel::available().collect();
     // best[density][class][tier], ns per span.
     let mut table = vec![Vec::new(); dens.len()];
@@ -66,8 +69,18 @@ fn main() {
                 for (i, k) in tiers.iter().enumerate() {
                     let ms = &masks[(round * 256) % 4096..][..256];
                     let t = Instant::now();
-                    for m in ms {
-                        black_box(k.gather(o.span, black_box(m), range, &mut out));
+                    if fresh {
+                        for m in ms {
+                            let mut grey = [0u64; 8];
+                            for (g, &w) in grey.iter_mut().zip(m) {
+                                *g = black_box(w);
+                            }
+                            black_box(k.gather(o.span, &grey, range, &mut out));
+                        }
+                    } else {
+                        for m in ms {
+                            black_box(k.gather(o.span, black_box(m), range, &mut out));
+                        }
                     }
                     best[i] = best[i].min(t.elapsed().as_nanos() as f64 / ms.len() as f64);
                 }

@@ -31,9 +31,10 @@
 //!    `vpshufb` fetches the grey byte, `vpand`/`vpcmpeqb` test the bit, `vpandn`/`vpor` add the
 //!    covered bits. `4 * T` such steps build the whole 128-byte mask in registers, with no
 //!    store, no branch and no loop over grey bytes; the rows are built at compile time by
-//!    `const fn` (96 bytes per term, 46 KiB for all 63 sizes). The window comes from two
-//!    8-byte loads, since a caller that has just written the grey mask word by word would
-//!    stall a 16-byte load (no store forwarding from several stores).
+//!    `const fn` (96 bytes per term, 46 KiB for all 63 sizes). Each window is one 16-byte
+//!    load (`vbroadcasti128`): when the caller has just written the grey mask word by word,
+//!    as the marker does, it waits for those stores, which costs about 5 ns per span on Zen 5
+//!    (measured; a 64-byte load of the same mask waits about 10 ns).
 //! 2. **Capacity for free.** Rows name no object at or past the capacity, so grey bits there
 //!    select nothing and words past the last object are never selected (the scalar tier stops
 //!    at the first such bit, which is equivalent).
@@ -93,7 +94,7 @@ const FRAMES: usize = SPAN_WORDS / 8;
 const OBJECT_FRAMES: usize = OBJECT_BYTES / 64;
 /// With at least this many non-empty quads (half of them), walk every quad instead of the
 /// non-empty ones (trick 3). Measured on Zen 5 with random masks: the dense walk costs about
-/// 0.55 ns per quad, the sparse one about 1.3 ns per non-empty quad (its loop exits
+/// 0.5 ns per quad, the sparse one about 1.3 ns per non-empty quad (its loop exits
 /// mispredict), so they cross at about 45% non-empty quads.
 pub(super) const DENSE_MIN_QUADS: u32 = (2 * OBJECT_FRAMES as u32).div_ceil(2);
 /// Object sizes in words: 2 ..= 64 (16 to 512 bytes).
@@ -330,11 +331,10 @@ fn expand<const T: usize>(grey: &[u64; LINE_WORDS], x: Expansion) -> [__m256i; 4
     let zero = _mm256_setzero_si256();
     let mut words = [zero; 4];
     for (v, w) in words.iter_mut().enumerate() {
-        // The window from two 8-byte loads: the caller may have just written `grey` with
-        // 8-byte stores, which a 16-byte load could not take from the store buffer.
-        // Windows start at word 6 at most (built so); the remainder only lets the compiler
-        // drop the bounds checks.
-        let a = usize::from(x.window[v]) % (LINE_WORDS - 1);
+        // The window: grey words a and a + 1 in both 128-bit lanes (one `vbroadcasti128`).
+        // Windows start at word 6 at most (built so); the min only lets the compiler drop the
+        // bounds checks.
+        let a = usize::from(x.window[v]).min(LINE_WORDS - 2);
         let g = _mm_set_epi64x(grey[a + 1] as i64, grey[a] as i64);
         let g = _mm256_broadcastsi128_si256(g);
         let mut acc = zero;

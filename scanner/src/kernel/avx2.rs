@@ -309,8 +309,11 @@ pub unsafe fn gather(
         3 => expand::<3>(grey, x),
         _ => expand::<MAX_TERMS>(grey, x),
     };
+    // Read before the mask exists: its atomic loads would otherwise keep the compiler from
+    // dropping the mask's zeroing, which restrict() overwrites in full.
+    let bitmap = span.ptr_bitmap();
     let mut mask = WordMask([0; PTR_BITMAP_WORDS]);
-    let (summary, quads) = restrict(span, words, &mut mask);
+    let (summary, quads) = restrict(&bitmap, words, &mut mask);
     if quads >= DENSE_MIN_QUADS {
         walk_dense(span, &mask, range, out)
     } else if quads == 0 {
@@ -348,13 +351,16 @@ fn expand<const T: usize>(grey: &[u64; LINE_WORDS], x: Expansion) -> [__m256i; 4
     words
 }
 
-/// ANDs the word bits with the span's pointer bitmap into `mask`, and returns the "quad has
-/// pointers" summary of the object quads (bit `q % 64` of word `q / 64`) with its popcount
-/// (trick 3).
+/// ANDs the word bits with the span's pointer bitmap (`bitmap`) into `mask`, and returns the
+/// "quad has pointers" summary of the object quads (bit `q % 64` of word `q / 64`) with its
+/// popcount (trick 3).
 #[inline]
 #[target_feature(enable = "avx2,bmi1,bmi2,popcnt")]
-fn restrict(span: Span<'_>, words: [__m256i; 4], mask: &mut WordMask) -> ([u64; 4], u32) {
-    let bitmap = span.ptr_bitmap();
+fn restrict(
+    bitmap: &[u64; PTR_BITMAP_WORDS],
+    words: [__m256i; 4],
+    mask: &mut WordMask,
+) -> ([u64; 4], u32) {
     let zero = _mm256_setzero_si256();
     let low4 = _mm256_set1_epi8(0x0f);
     let mut summary = [0u64; 4];

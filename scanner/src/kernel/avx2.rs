@@ -38,12 +38,15 @@
 //! 2. **Capacity for free.** Rows name no object at or past the capacity, so grey bits there
 //!    select nothing and words past the last object are never selected (the scalar tier stops
 //!    at the first such bit, which is equivalent).
-//! 3. **Two walks, no branch per quad.** In the same pass as the AND with the pointer bitmap,
-//!    the 128 mask bytes are split into 256 nibble bytes in quad order (`vpand`/`vpsrlw`, byte
-//!    unpacks, lane permutes) and `vpcmpeqb`/`vpmovmskb` turn those into a 256-bit "quad has
-//!    pointers" summary. Sparse spans walk only its set bits (`tzcnt`/`blsr`); dense spans (at
-//!    least [`DENSE_MIN_QUADS`] non-empty quads, by a popcount) run all 248 quads straight
-//!    through, an empty quad costing a no-op compress instead of a mispredicted branch. A span
+//! 3. **Two walks, no branch per quad.** Dense spans (at least [`DENSE_MIN_QUADS`] non-empty
+//!    quads) run all 248 quads straight through, an empty quad costing a no-op compress
+//!    instead of a mispredicted branch; sparse spans walk only the non-empty quads
+//!    (`tzcnt`/`blsr` over a 256-bit "quad has pointers" summary). In the same pass as the AND
+//!    with the pointer bitmap, one `vpcmpeqb`/`vpmovmskb` per 32 mask bytes counts the
+//!    non-empty frames; as many non-empty frames mean at least as many non-empty quads, a span
+//!    with [`DENSE_MIN_QUADS`] of them goes dense at once. Only the others build the summary
+//!    (the mask bytes split into nibble bytes in quad order by `vpand`/`vpsrlw`, byte unpacks
+//!    and lane permutes, then `vpcmpeqb`/`vpmovmskb`) and count its bits to choose. A span
 //!    without a grey pointer word returns at once. The pointer bitmap is moved into registers
 //!    with `vmovq`/`vpunpcklqdq` rather than reloaded from its copy, since a 32-byte load of
 //!    four 8-byte stores still in flight cannot be store-forwarded.
@@ -313,7 +316,14 @@ pub unsafe fn gather(
     // dropping the mask's zeroing, which restrict() overwrites in full.
     let bitmap = span.ptr_bitmap();
     let mut mask = WordMask([0; PTR_BITMAP_WORDS]);
-    let (summary, quads) = restrict(&bitmap, words, &mut mask);
+    let (frames, nonempty) = restrict(&bitmap, words, &mut mask);
+    // Each non-empty frame holds one or two non-empty quads (and only object frames can be
+    // non-empty: the expansion selects no word past the last object), so with this many
+    // frames the quads are surely enough for the dense walk: the summary is not needed.
+    if nonempty >= DENSE_MIN_QUADS {
+        return walk_dense(span, &mask, range, out);
+    }
+    let (summary, quads) = summary(frames);
     if quads >= DENSE_MIN_QUADS {
         walk_dense(span, &mask, range, out)
     } else if quads == 0 {
@@ -352,31 +362,44 @@ fn expand<const T: usize>(grey: &[u64; LINE_WORDS], x: Expansion) -> [__m256i; 4
 }
 
 /// ANDs the word bits with the span's pointer bitmap (`bitmap`) into `mask`, and returns the
-/// "quad has pointers" summary of the object quads (bit `q % 64` of word `q / 64`) with its
-/// popcount (trick 3).
+/// result (as `mask` holds it) with the number of non-empty object frames (trick 3).
 #[inline]
 #[target_feature(enable = "avx2,bmi1,bmi2,popcnt")]
 fn restrict(
     bitmap: &[u64; PTR_BITMAP_WORDS],
     words: [__m256i; 4],
     mask: &mut WordMask,
-) -> ([u64; 4], u32) {
+) -> ([__m256i; 4], u32) {
     let zero = _mm256_setzero_si256();
-    let low4 = _mm256_set1_epi8(0x0f);
-    let mut summary = [0u64; 4];
-    for (h, m) in words.into_iter().enumerate() {
+    let mut frames = words;
+    let mut count = 0;
+    for (h, f) in frames.iter_mut().enumerate() {
         // Built in registers, not loaded from the copy: a 32-byte load of four 8-byte stores
         // still in flight cannot be forwarded and waits for them to reach the cache.
         let w = |i: usize| bitmap[4 * h + i] as i64;
-        let b = _mm256_set_epi64x(w(3), w(2), w(1), w(0));
-        let frames = _mm256_and_si256(m, b);
+        *f = _mm256_and_si256(*f, _mm256_set_epi64x(w(3), w(2), w(1), w(0)));
         // SAFETY: words 4h..4h+4 of the mask (h < 4) are in bounds and aligned to 32 bytes
         // (WordMask is repr(align(32))); we borrow the mask mutably.
-        unsafe { _mm256_store_si256(mask.0.as_mut_ptr().add(4 * h).cast(), frames) };
+        unsafe { _mm256_store_si256(mask.0.as_mut_ptr().add(4 * h).cast(), *f) };
+        let empty = _mm256_movemask_epi8(_mm256_cmpeq_epi8(*f, zero)) as u32;
+        count += (!empty).count_ones();
+    }
+    (frames, count)
+}
+
+/// The "quad has pointers" summary of the object quads of the word mask `frames` (bit
+/// `q % 64` of word `q / 64`) and its popcount (trick 3).
+#[inline]
+#[target_feature(enable = "avx2,bmi1,bmi2,popcnt")]
+fn summary(frames: [__m256i; 4]) -> ([u64; 4], u32) {
+    let zero = _mm256_setzero_si256();
+    let low4 = _mm256_set1_epi8(0x0f);
+    let mut summary = [0u64; 4];
+    for (s, f) in summary.iter_mut().zip(frames) {
         // One byte per quad, in quad order: split each frame byte into its two nibbles; the
         // byte unpacks interleave within 128-bit lanes, the lane permutes restore the order.
-        let lo = _mm256_and_si256(frames, low4);
-        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(frames), low4);
+        let lo = _mm256_and_si256(f, low4);
+        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(f), low4);
         let (a, b) = (_mm256_unpacklo_epi8(lo, hi), _mm256_unpackhi_epi8(lo, hi));
         for (half, quads) in [
             _mm256_permute2x128_si256::<0x20>(a, b),
@@ -386,7 +409,7 @@ fn restrict(
         .enumerate()
         {
             let empty = _mm256_movemask_epi8(_mm256_cmpeq_epi8(quads, zero)) as u32;
-            summary[h] |= u64::from(!empty) << (32 * half);
+            *s |= u64::from(!empty) << (32 * half);
         }
     }
     summary[3] &= (1 << (2 * OBJECT_FRAMES - 192)) - 1;

@@ -1,6 +1,9 @@
 //! Span kernels side by side: every available tier, interleaved batches of 256 gathers with
-//! 4096 random masks, minimum per tier over 400 rounds (robust to other load on a shared
-//! machine). `cargo run --release -p sencha-bench --example kernel_minimum -- 16,64 100,12.5`
+//! 4096 random masks, minimum per tier over 800 rounds (robust to other load on a shared
+//! machine). Round `r` writes to output buffer `r % 8` of 8 consecutive ones (64 bytes apart
+//! modulo 4 KiB), so the minimum also covers 8 buffer placements: a dense gather's time
+//! depends on where its buffer lies (up to about 10% on Zen 5), and one fixed buffer would
+//! give each build and tier its own luck. `cargo run --release -p sencha-bench --example kernel_minimum -- 16,64 100,12.5`
 //! (classes in bytes, grey densities in percent). Prints ns per span, then per density the
 //! geometric mean over the classes of each tier's time relative to every other tier's, and the
 //! largest and smallest such ratio. A third argument `fresh` writes each grey mask word by word
@@ -64,8 +67,9 @@ fn main() {
                 .collect();
             let mut line = format!("{bytes:>4}B {d:>5}%");
             let mut best = vec![f64::MAX; tiers.len()];
-            let mut out = Box::new(GatherBuf::default());
-            for round in 0..400 {
+            let mut outs = vec![GatherBuf::default(); 8];
+            for round in 0..800 {
+                let out = &mut outs[round % 8];
                 for (i, k) in tiers.iter().enumerate() {
                     let ms = &masks[(round * 256) % 4096..][..256];
                     let t = Instant::now();
@@ -75,11 +79,11 @@ fn main() {
                             for (g, &w) in grey.iter_mut().zip(m) {
                                 *g = black_box(w);
                             }
-                            black_box(k.gather(o.span, &grey, range, &mut out));
+                            black_box(k.gather(o.span, &grey, range, &mut *out));
                         }
                     } else {
                         for m in ms {
-                            black_box(k.gather(o.span, black_box(m), range, &mut out));
+                            black_box(k.gather(o.span, black_box(m), range, &mut *out));
                         }
                     }
                     best[i] = best[i].min(t.elapsed().as_nanos() as f64 / ms.len() as f64);

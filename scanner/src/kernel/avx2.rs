@@ -23,32 +23,33 @@
 //! metadata, never covered by an object, so the walks stop at quad 248.
 //!
 //! # Tricks
-//! 1. **Expansion by grey byte, two table rows per byte.** The 8 objects of grey byte `b` cover
-//!    `8 * words` word bits, which is exactly `words` bytes of the word mask, starting at byte
-//!    `b * words`: byte-aligned for every size. For objects of up to 31 words those bytes fit
-//!    one 256-bit register, so a per-class table of 16 rows per grey nibble (32 bytes each,
-//!    built at compile time by `const fn`) gives them with two loads and a `vpor`, and one
-//!    unaligned 32-byte store puts them in place. Rows are zero past byte `words`, and the next
-//!    store overwrites those bytes. At most `ceil(capacity / 8)` steps: 14 for 72-byte objects, 4
-//!    for 248-byte ones, 1 KiB of table per class. Objects of up to 8 words take one `u64`
-//!    per grey byte instead, from a 256-entry table (2 KiB per class), with a plain unaligned
-//!    8-byte store: 62 of them for 16-byte objects. Objects of 32 words and more (at most 31 per
-//!    span) are expanded object by object instead, a run of `words` ones per grey object found
-//!    with `tzcnt`/`blsr`.
-//! 2. **Capacity for free.** Grey bits at or past the capacity are cleared by one AND with a
-//!    per-class mask before expanding, so words past the last object are never selected (the
-//!    scalar tier stops at the first such bit, which is equivalent). The same pass finds the
-//!    non-zero grey bytes (`vpcmpeqb`/`vpmovmskb`), and trick 1 visits only those, in
-//!    ascending order (`tzcnt`/`blsr`): a span with a few grey objects expands in a few steps.
-//! 3. **Two walks, no branch per quad.** In the same pass as the AND with the pointer bitmap,
-//!    the 128 mask bytes are split into 256 nibble bytes in quad order (`vpand`/`vpsrlw`, byte
-//!    unpacks, lane permutes) and `vpcmpeqb`/`vpmovmskb` turn those into a 256-bit "quad has
-//!    pointers" summary. Sparse spans walk only its set bits (`tzcnt`/`blsr`); dense spans (at
-//!    least `DENSE_MIN_QUADS` non-empty quads, by a popcount) run all 248 quads straight
-//!    through, an empty quad costing a no-op compress instead of a mispredicted branch. No
-//!    grey object at all returns at once. The pointer bitmap is moved into registers with
-//!    `vmovq`/`vpunpcklqdq` rather than reloaded from its copy, since a 32-byte load of four
-//!    8-byte stores still in flight cannot be store-forwarded.
+//! 1. **Expansion in registers, every size alike.** Each mask byte (8 words) is touched by at
+//!    most `T` objects (4 for 2- and 3-word objects, 3 for 5-word ones, 1 when the size is a
+//!    multiple of 8 words, 2 otherwise). Per 32 mask bytes and per term `r < T`, a per-class
+//!    row says which grey bit holds the `r`-th object of each byte (its byte in a 16-byte
+//!    window of the grey mask, and the bit) and which of the byte's 8 word bits it covers:
+//!    `vpshufb` fetches the grey byte, `vpand`/`vpcmpeqb` test the bit, `vpandn`/`vpor` add the
+//!    covered bits. `4 * T` such steps build the whole 128-byte mask in registers, with no
+//!    store, no branch and no loop over grey bytes; the rows are built at compile time by
+//!    `const fn` (96 bytes per term, 46 KiB for all 63 sizes). Each window is one 16-byte
+//!    load (`vbroadcasti128`): when the caller has just written the grey mask word by word,
+//!    as the marker does, it waits for those stores, which costs about 5 ns per span on Zen 5
+//!    (measured; a 64-byte load of the same mask waits about 10 ns).
+//! 2. **Capacity for free.** Rows name no object at or past the capacity, so grey bits there
+//!    select nothing and words past the last object are never selected (the scalar tier stops
+//!    at the first such bit, which is equivalent).
+//! 3. **Two walks, no branch per quad.** Dense spans (at least `DENSE_MIN_QUADS` non-empty
+//!    quads) run all 248 quads straight through, an empty quad costing a no-op compress
+//!    instead of a mispredicted branch; sparse spans walk only the non-empty quads
+//!    (`tzcnt`/`blsr` over a 256-bit "quad has pointers" summary). In the same pass as the AND
+//!    with the pointer bitmap, one `vpcmpeqb`/`vpmovmskb` per 32 mask bytes counts the
+//!    non-empty frames; as many non-empty frames mean at least as many non-empty quads, a span
+//!    with `DENSE_MIN_QUADS` of them goes dense at once. Only the others build the summary
+//!    (the mask bytes split into nibble bytes in quad order by `vpand`/`vpsrlw`, byte unpacks
+//!    and lane permutes, then `vpcmpeqb`/`vpmovmskb`) and count its bits to choose. A span
+//!    without a grey pointer word returns at once. The pointer bitmap is moved into registers
+//!    with `vmovq`/`vpunpcklqdq` rather than reloaded from its copy, since a 32-byte load of
+//!    four 8-byte stores still in flight cannot be store-forwarded.
 //! 4. **An unsigned range check with a signed compare.** AVX2's only 64-bit compare, `vpcmpgtq`,
 //!    is signed. `v - lo < hi - lo` (unsigned, `lo >= 1`: drops null, small integers and
 //!    out-of-heap values at once) is the same as the signed `v - (lo ^ 2^63) < (hi - lo) ^ 2^63`:
@@ -63,12 +64,20 @@
 //!    has no use here, and `pdep`/`pext` are microcoded and slow on Zen 1 and 2, two of the
 //!    CPU families this tier is for. BMI2 is required for `shlx`/`shrx` (variable shifts
 //!    without the flags dependency), which every AVX2 CPU sencha targets has.
+//!
+//! # What limits it
+//! On Zen 5 a dense span takes about 135 ns, of which the quad walk is about 0.5 ns per quad
+//! and the rest 5–10 ns. The walk is bound by its seven vector-side operations per quad (load,
+//! `vpsubq`, `vpcmpgtq`, `vmovmskpd`, table load, `vpermd`, store): removing any one of them
+//! saves 0.06–0.1 ns per quad, removing the integer ones nothing; the AVX-512 tier needs six per
+//! 8-word frame. docs/PERFORMANCE.md lists the variants measured.
 
 use std::arch::x86_64::{
-    __m256i, _mm256_and_si256, _mm256_castsi256_pd, _mm256_cmpeq_epi8, _mm256_cmpgt_epi64,
-    _mm256_load_si256, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_movemask_pd,
-    _mm256_or_si256, _mm256_permute2x128_si256, _mm256_permutevar8x32_epi32, _mm256_set_epi64x,
-    _mm256_set1_epi8, _mm256_set1_epi64x, _mm256_setzero_si256, _mm256_srli_epi16,
+    __m256i, _mm_set_epi64x, _mm256_and_si256, _mm256_andnot_si256, _mm256_broadcastsi128_si256,
+    _mm256_castsi256_pd, _mm256_cmpeq_epi8, _mm256_cmpgt_epi64, _mm256_load_si256,
+    _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_movemask_pd, _mm256_or_si256,
+    _mm256_permute2x128_si256, _mm256_permutevar8x32_epi32, _mm256_set_epi64x, _mm256_set1_epi8,
+    _mm256_set1_epi64x, _mm256_setzero_si256, _mm256_shuffle_epi8, _mm256_srli_epi16,
     _mm256_store_si256, _mm256_storeu_si256, _mm256_sub_epi64, _mm256_unpackhi_epi8,
     _mm256_unpacklo_epi8,
 };
@@ -95,18 +104,13 @@ const FRAMES: usize = SPAN_WORDS / 8;
 const OBJECT_FRAMES: usize = OBJECT_BYTES / 64;
 /// With at least this many non-empty quads (half of them), walk every quad instead of the
 /// non-empty ones (trick 3). Measured on Zen 5 with random masks: the dense walk costs about
-/// 0.55 ns per quad, the sparse one about 1.3 ns per non-empty quad (its loop exits
+/// 0.5 ns per quad, the sparse one about 1.3 ns per non-empty quad (its loop exits
 /// mispredict), so they cross at about 45% non-empty quads.
 pub(super) const DENSE_MIN_QUADS: u32 = (2 * OBJECT_FRAMES as u32).div_ceil(2);
-/// The largest object, in words, that trick 1 expands through one `u64` per grey byte: 8 such
-/// objects fill at most 64 bits.
-const WORD_MAX_WORDS: usize = 8;
-/// The largest object, in words, that trick 1 expands through tables: 8 such objects fill at
-/// most 248 bits of one register.
-const TABLE_MAX_WORDS: usize = 31;
-/// Words of a [`WordMask`]: 128 bytes of mask, then 32 bytes that the last row store of trick
-/// 1 may spill zeros into.
-const MASK_WORDS: usize = PTR_BITMAP_WORDS + 4;
+/// Object sizes in words: 2 ..= 64 (16 to 512 bytes).
+const MAX_WORDS: usize = 64;
+/// Most objects that one mask byte (8 words) touches, for any size: 4 (2- and 3-word objects).
+const MAX_TERMS: usize = 4;
 
 const _: () = {
     assert!(FRAMES == 128 && OBJECT_FRAMES == 124 && OBJECT_FRAMES > 64);
@@ -114,10 +118,6 @@ const _: () = {
     // A quad adds at most 4 words; the last store starts at word 4 * (2 * OBJECT_FRAMES - 1).
     assert!(8 * OBJECT_FRAMES <= GATHER_CAP);
     assert!(LINE_WORDS == 8 && PTR_BITMAP_WORDS == 16);
-    // Trick 1: the last grey byte of a class starts below mask byte OBJECT_BYTES / 64 (its
-    // objects lie in the object area), and its 32-byte row store ends inside the mask.
-    assert!(OBJECT_FRAMES + 32 <= 8 * MASK_WORDS);
-    assert!(8 * TABLE_MAX_WORDS <= 256);
 };
 
 /// 32 bytes, aligned for `vmovdqa`.
@@ -125,101 +125,135 @@ const _: () = {
 #[derive(Clone, Copy)]
 struct Row([u8; 32]);
 
-/// The expansion rows of one class (trick 1): `lo[n]` holds the word bits of objects 0..4 of a
-/// grey byte whose low nibble is `n`, `hi[n]` those of objects 4..8 for a high nibble `n`, both
-/// counted from the grey byte's first word.
-#[repr(C, align(32))]
-struct ClassTable {
-    lo: [Row; 16],
-    hi: [Row; 16],
-}
+impl Row {
+    const ZERO: Row = Row([0; 32]);
 
-impl ClassTable {
-    /// The table for objects of `words` words (2..=31); all zero (never used) otherwise.
-    const fn new(words: usize) -> Self {
-        let mut t = ClassTable {
-            lo: [Row([0; 32]); 16],
-            hi: [Row([0; 32]); 16],
-        };
-        if words < 2 || words > TABLE_MAX_WORDS {
-            return t;
-        }
-        let mut n = 0;
-        while n < 16 {
-            let mut r = 0;
-            while r < 4 {
-                if (n >> r) & 1 == 1 {
-                    set_run(&mut t.lo[n].0, r * words, words);
-                    set_run(&mut t.hi[n].0, (4 + r) * words, words);
-                }
-                r += 1;
-            }
-            n += 1;
-        }
-        t
+    #[inline]
+    #[target_feature(enable = "avx2,bmi1,bmi2,popcnt")]
+    fn load(&self) -> __m256i {
+        // SAFETY: `self` is a reference to 32 bytes aligned to 32 (Row is repr(align(32))).
+        unsafe { _mm256_load_si256((self as *const Row).cast()) }
     }
 }
 
-/// Sets bits `first .. first + len` of `row` (bit `j % 8` of byte `j / 8`).
-const fn set_run(row: &mut [u8; 32], first: usize, len: usize) {
-    let mut j = first;
-    while j < first + len {
-        row[j / 8] |= 1 << (j % 8);
-        j += 1;
-    }
+/// One term of trick 1 for 32 bytes of the word mask: per mask byte, the position of one
+/// object that touches it in the grey window (`index`: the window byte, or 0x80 for none;
+/// `bit`: the bit in that byte) and the mask bits it covers there (`part`).
+#[derive(Clone, Copy)]
+struct Term {
+    index: Row,
+    bit: Row,
+    part: Row,
 }
 
-/// Per size in words up to [`WORD_MAX_WORDS`] (entries 0 and 1 unused): for each grey byte
-/// value, the word bits of its 8 objects, counted from the first object's first word.
-static WORD_TABLES: [[u64; 256]; WORD_MAX_WORDS + 1] = {
-    let mut t = [[0u64; 256]; WORD_MAX_WORDS + 1];
+/// How trick 1 expands one size class: per 32 bytes `v` of the word mask, the grey words
+/// `window[v]` and `window[v] + 1` hold every grey bit it needs; its `terms` [`Term`]s start
+/// at `TERMS[first + v * terms]`.
+#[derive(Clone, Copy)]
+struct Expansion {
+    window: [u8; 4],
+    terms: u8,
+    first: u16,
+}
+
+/// Most objects of `words` words that one mask byte touches.
+const fn terms(words: usize) -> usize {
+    let mut most = 0;
+    let mut m = 0;
+    while m < FRAMES {
+        let n = (8 * m + 7) / words - 8 * m / words + 1;
+        if n > most {
+            most = n;
+        }
+        m += 1;
+    }
+    most
+}
+
+/// All classes' terms, in a row.
+const TERM_COUNT: usize = {
+    let mut n = 0;
     let mut w = 2;
-    while w <= WORD_MAX_WORDS {
+    while w <= MAX_WORDS {
+        n += 4 * terms(w);
+        w += 1;
+    }
+    n
+};
+
+/// The [`Expansion`] of every size in words (entries 0 and 1 unused), and all their terms.
+struct Expansions {
+    class: [Expansion; MAX_WORDS + 1],
+    terms: [Term; TERM_COUNT],
+}
+
+static EXPANSIONS: Expansions = {
+    let none = Term {
+        index: Row([0x80; 32]),
+        bit: Row::ZERO,
+        part: Row::ZERO,
+    };
+    let mut t = Expansions {
+        class: [Expansion {
+            window: [0; 4],
+            terms: 0,
+            first: 0,
+        }; MAX_WORDS + 1],
+        terms: [none; TERM_COUNT],
+    };
+    let mut first = 0;
+    let mut w = 2;
+    while w <= MAX_WORDS {
+        let cap = OBJECT_BYTES / (8 * w);
+        let k = terms(w);
+        assert!(k >= 1 && k <= MAX_TERMS);
+        t.class[w].terms = k as u8;
+        t.class[w].first = first as u16;
         let mut v = 0;
-        while v < 256 {
-            let mut r = 0;
-            while r < 8 {
-                if (v >> r) & 1 == 1 {
-                    let run = if w == 64 { u64::MAX } else { (1u64 << w) - 1 };
-                    t[w][v] |= run << (r * w);
+        while v < 4 {
+            // Objects of this class in mask bytes 32v .. 32v + 32 (span words 256v ..).
+            let lo = 256 * v / w;
+            let mut hi = (256 * v + 255) / w;
+            if hi > cap - 1 {
+                hi = cap - 1;
+            }
+            let mut a = lo / 64;
+            if a > LINE_WORDS - 2 {
+                a = LINE_WORDS - 2;
+            }
+            // The window (grey words a and a + 1) holds all of them.
+            assert!(lo <= hi && 64 * a <= lo && hi < 64 * a + 128);
+            t.class[w].window[v] = a as u8;
+            let mut m = 0;
+            while m < 32 {
+                let byte = 32 * v + m;
+                let mut r = 0;
+                while r < k {
+                    let o = 8 * byte / w + r;
+                    if o <= (8 * byte + 7) / w && o < cap {
+                        let term = &mut t.terms[first + v * k + r];
+                        let rel = o - 64 * a;
+                        term.index.0[m] = (rel / 8) as u8;
+                        term.bit.0[m] = 1 << (rel % 8);
+                        let mut b = 0;
+                        while b < 8 {
+                            if (8 * byte + b) / w == o {
+                                term.part.0[m] |= 1 << b;
+                            }
+                            b += 1;
+                        }
+                    }
+                    r += 1;
                 }
-                r += 1;
+                m += 1;
             }
             v += 1;
         }
+        first += 4 * k;
         w += 1;
     }
+    assert!(first == TERM_COUNT);
     t
-};
-
-/// [`ClassTable`]s indexed by size in words (entries 0 and 1 unused).
-static TABLES: [ClassTable; TABLE_MAX_WORDS + 1] = {
-    let mut t = [const { ClassTable::new(0) }; TABLE_MAX_WORDS + 1];
-    let mut w = 2;
-    while w <= TABLE_MAX_WORDS {
-        t[w] = ClassTable::new(w);
-        w += 1;
-    }
-    t
-};
-
-/// Grey bits below the capacity, per size in words (trick 2; entries 0 and 1 unused).
-#[repr(C, align(32))]
-struct Capacities([[u64; LINE_WORDS]; 65]);
-
-static CAPACITY: Capacities = {
-    let mut t = [[0u64; LINE_WORDS]; 65];
-    let mut w = 2;
-    while w <= 64 {
-        let cap = OBJECT_BYTES / (8 * w);
-        let mut i = 0;
-        while i < cap {
-            t[w][i / 64] |= 1 << (i % 64);
-            i += 1;
-        }
-        w += 1;
-    }
-    Capacities(t)
 };
 
 /// `vpermd` indices that move the 64-bit lanes set in the row's index to the bottom, in order
@@ -247,9 +281,9 @@ static PERMS: Perms = {
 };
 
 /// A span's word mask: bit `j % 64` of word `j / 64` selects span word `j`, so byte `f` (in
-/// little-endian order) is frame `f`. Words 16.. are slack for trick 1's stores.
+/// little-endian order) is frame `f`.
 #[repr(C, align(32))]
-struct WordMask([u64; MASK_WORDS]);
+struct WordMask([u64; PTR_BITMAP_WORDS]);
 
 impl WordMask {
     /// The mask nibble of quad `q`, in the low 4 bits (and garbage above).
@@ -278,174 +312,101 @@ pub unsafe fn gather(
     debug_assert!(detected(), "avx2::gather without the CPU features");
     debug_assert!(span.base().is_multiple_of(sencha_spans::SPAN_BYTES));
     debug_assert!(range.lo() >= 1 && range.lo() <= range.hi());
-    let class = span.class();
-    let words = class.words();
-    let (grey, bytes) = below_capacity(grey, &CAPACITY.0[words]);
-    if bytes == 0 {
-        return 0;
+    let x = EXPANSIONS.class[span.class().words()];
+    let words = match x.terms {
+        1 => expand::<1>(grey, x),
+        2 => expand::<2>(grey, x),
+        3 => expand::<3>(grey, x),
+        _ => expand::<MAX_TERMS>(grey, x),
+    };
+    // Read before the mask exists: its atomic loads would otherwise keep the compiler from
+    // dropping the mask's zeroing, which restrict() overwrites in full.
+    let bitmap = span.ptr_bitmap();
+    let mut mask = WordMask([0; PTR_BITMAP_WORDS]);
+    let (frames, nonempty) = restrict(&bitmap, words, &mut mask);
+    // Each non-empty frame holds one or two non-empty quads (and only object frames can be
+    // non-empty: the expansion selects no word past the last object), so with this many
+    // frames the quads are surely enough for the dense walk: the summary is not needed.
+    if nonempty >= DENSE_MIN_QUADS {
+        return walk_dense(span, &mask, range, out);
     }
-    let mut mask = WordMask([0; MASK_WORDS]);
-    if words <= WORD_MAX_WORDS {
-        expand_words(&WORD_TABLES[words], &grey.0, bytes, words, &mut mask);
-    } else if words <= TABLE_MAX_WORDS {
-        expand_rows(&TABLES[words], &grey.0, bytes, words, &mut mask);
-    } else {
-        expand_runs(&grey.0, words, &mut mask);
-    }
-    let (summary, quads) = restrict(span, &mut mask);
+    let (summary, quads) = summary(frames);
     if quads >= DENSE_MIN_QUADS {
         walk_dense(span, &mask, range, out)
+    } else if quads == 0 {
+        0
     } else {
         walk_sparse(span, &mask, summary, range, out)
     }
 }
 
-/// The grey mask, 32-byte aligned.
-#[repr(C, align(32))]
-struct Grey([u64; LINE_WORDS]);
-
-/// Trick 2: `grey` without the bits at or past the capacity (`cap`: the class's
-/// [`CAPACITY`] row), and the grey bytes that are not zero (bit `b` for byte `b`).
+/// Trick 1: the word bits of the grey objects below the capacity, as four 32-byte vectors
+/// (mask bytes `32v .. 32v + 32` in vector `v`). `x` is the span's class expansion, with `T`
+/// terms.
 #[inline]
 #[target_feature(enable = "avx2,bmi1,bmi2,popcnt")]
-fn below_capacity(grey: &[u64; LINE_WORDS], cap: &[u64; LINE_WORDS]) -> (Grey, u64) {
-    let mut out = Grey([0; LINE_WORDS]);
-    let mut nonzero = 0;
-    for h in 0..2 {
-        // SAFETY: `grey` and `cap` are references to 8 words, so words 4h..4h+4 are in bounds
-        // for h < 2; the loads are unaligned.
-        let (g, c) = unsafe {
-            (
-                _mm256_loadu_si256(grey.as_ptr().add(4 * h).cast()),
-                _mm256_loadu_si256(cap.as_ptr().add(4 * h).cast()),
-            )
-        };
-        let g = _mm256_and_si256(g, c);
-        // SAFETY: words 4h..4h+4 of `out.0` are in bounds and 32-byte aligned (Grey is
-        // repr(align(32))); we own `out`.
-        unsafe { _mm256_store_si256(out.0.as_mut_ptr().add(4 * h).cast(), g) };
-        let zero = _mm256_movemask_epi8(_mm256_cmpeq_epi8(g, _mm256_setzero_si256())) as u32;
-        nonzero |= u64::from(!zero) << (32 * h);
-    }
-    (out, nonzero)
-}
-
-/// Trick 1 for objects of at most [`TABLE_MAX_WORDS`] words: ORs two table rows per non-zero
-/// grey byte (bit `b` of `bytes` for byte `b`) into `mask`, in ascending order. `grey` has no
-/// bits at or past the capacity (trick 2), and `t` is the class's table.
-#[inline]
-#[target_feature(enable = "avx2,bmi1,bmi2,popcnt")]
-fn expand_rows(
-    t: &ClassTable,
-    grey: &[u64; LINE_WORDS],
-    bytes: u64,
-    words: usize,
-    mask: &mut WordMask,
-) {
-    debug_assert!((WORD_MAX_WORDS + 1..=TABLE_MAX_WORDS).contains(&words));
-    let base = mask.0.as_mut_ptr().cast::<u8>();
-    let mut bytes = bytes;
-    while bytes != 0 {
-        let b = bytes.trailing_zeros() as usize;
-        bytes &= bytes - 1;
-        let v = (grey[b / 8] >> (8 * (b % 8))) as usize;
-        let bits = _mm256_or_si256(row(&t.lo[v & 15]), row(&t.hi[(v >> 4) & 15]));
-        // SAFETY: grey byte b is not zero, so it holds an object 8b.. below the capacity
-        // (trick 2 cleared the rest), whose words start at word 8b * words < capacity * words
-        // <= 8 * OBJECT_FRAMES; so byte b * words of the mask is below OBJECT_FRAMES and the
-        // 32 bytes stored end inside the mask's 8 * MASK_WORDS bytes (compile-time assert
-        // above), which we borrow mutably. Unaligned is fine.
-        unsafe { _mm256_storeu_si256(base.add(b * words).cast(), bits) };
-    }
-}
-
-/// Trick 1 for objects of at most [`WORD_MAX_WORDS`] words: one `u64` table entry per grey
-/// byte, stored unaligned at byte `b * words` (entries are zero past `words` bytes, and the next
-/// store overwrites those; zero grey bytes are skipped, as their entries are zero). Same
-/// preconditions as [`expand_rows`].
-#[inline]
-#[target_feature(enable = "avx2,bmi1,bmi2,popcnt")]
-fn expand_words(
-    t: &[u64; 256],
-    grey: &[u64; LINE_WORDS],
-    bytes: u64,
-    words: usize,
-    mask: &mut WordMask,
-) {
-    debug_assert!((2..=WORD_MAX_WORDS).contains(&words));
-    let base = mask.0.as_mut_ptr().cast::<u8>();
-    let mut bytes = bytes;
-    while bytes != 0 {
-        let b = bytes.trailing_zeros() as usize;
-        bytes &= bytes - 1;
-        let v = (grey[b / 8] >> (8 * (b % 8))) as u8;
-        // SAFETY: as in expand_rows, byte b * words of the mask is below OBJECT_FRAMES, so the
-        // 8 bytes written end inside the mask (which we borrow mutably); unaligned is fine.
-        unsafe {
-            base.add(b * words)
-                .cast::<u64>()
-                .write_unaligned(t[usize::from(v)])
-        };
-    }
-}
-
-/// Loads one 32-byte table row.
-#[inline]
-#[target_feature(enable = "avx2,bmi1,bmi2,popcnt")]
-fn row(r: &Row) -> __m256i {
-    // SAFETY: `r` is a reference to 32 bytes aligned to 32 (Row is repr(align(32))).
-    unsafe { _mm256_load_si256((r as *const Row).cast()) }
-}
-
-/// Trick 1 for objects of more than [`TABLE_MAX_WORDS`] words (at most 31 objects per span):
-/// a run of `words` ones per grey object.
-#[inline]
-#[target_feature(enable = "avx2,bmi1,bmi2,popcnt")]
-fn expand_runs(grey: &[u64; LINE_WORDS], words: usize, mask: &mut WordMask) {
-    debug_assert!(words > TABLE_MAX_WORDS && words <= 64);
-    let run = if words == 64 {
-        u64::MAX
-    } else {
-        (1 << words) - 1
-    };
-    for (w, &g) in grey.iter().enumerate() {
-        let mut g = g;
-        while g != 0 {
-            let first = (w * 64 + g.trailing_zeros() as usize) * words;
-            g &= g - 1;
-            // `first` < capacity * words <= 992, so both words are inside the mask.
-            let (k, s) = (first / 64, first % 64);
-            mask.0[k] |= run << s;
-            // run >> (64 - s), and nothing for s == 0.
-            mask.0[k + 1] |= (run >> 1) >> (63 - s);
-        }
-    }
-}
-
-/// ANDs the word mask with the span's pointer bitmap and returns the "quad has pointers"
-/// summary of the object quads (bit `q % 64` of word `q / 64`) with its popcount (trick 3).
-#[inline]
-#[target_feature(enable = "avx2,bmi1,bmi2,popcnt")]
-fn restrict(span: Span<'_>, mask: &mut WordMask) -> ([u64; 4], u32) {
-    let bitmap = span.ptr_bitmap();
+fn expand<const T: usize>(grey: &[u64; LINE_WORDS], x: Expansion) -> [__m256i; 4] {
+    debug_assert!(T == usize::from(x.terms));
+    let terms = &EXPANSIONS.terms[usize::from(x.first)..][..4 * T];
     let zero = _mm256_setzero_si256();
-    let low4 = _mm256_set1_epi8(0x0f);
-    let mut summary = [0u64; 4];
-    for h in 0..4 {
-        // SAFETY: words 4h..4h+4 of the mask (h < 4) are in bounds and aligned to 32 bytes
-        // (WordMask is repr(align(32))); we borrow the mask mutably.
-        let m = unsafe { _mm256_load_si256(mask.0.as_ptr().add(4 * h).cast()) };
+    let mut words = [zero; 4];
+    for (v, w) in words.iter_mut().enumerate() {
+        // The window: grey words a and a + 1 in both 128-bit lanes (one `vbroadcasti128`).
+        // Windows start at word 6 at most (built so); the min only lets the compiler drop the
+        // bounds checks.
+        let a = usize::from(x.window[v]).min(LINE_WORDS - 2);
+        let g = _mm_set_epi64x(grey[a + 1] as i64, grey[a] as i64);
+        let g = _mm256_broadcastsi128_si256(g);
+        let mut acc = zero;
+        for t in &terms[v * T..][..T] {
+            let byte = _mm256_shuffle_epi8(g, t.index.load());
+            let white = _mm256_cmpeq_epi8(_mm256_and_si256(byte, t.bit.load()), zero);
+            acc = _mm256_or_si256(acc, _mm256_andnot_si256(white, t.part.load()));
+        }
+        *w = acc;
+    }
+    words
+}
+
+/// ANDs the word bits with the span's pointer bitmap (`bitmap`) into `mask`, and returns the
+/// result (as `mask` holds it) with the number of non-empty object frames (trick 3).
+#[inline]
+#[target_feature(enable = "avx2,bmi1,bmi2,popcnt")]
+fn restrict(
+    bitmap: &[u64; PTR_BITMAP_WORDS],
+    words: [__m256i; 4],
+    mask: &mut WordMask,
+) -> ([__m256i; 4], u32) {
+    let zero = _mm256_setzero_si256();
+    let mut frames = words;
+    let mut count = 0;
+    for (h, f) in frames.iter_mut().enumerate() {
         // Built in registers, not loaded from the copy: a 32-byte load of four 8-byte stores
         // still in flight cannot be forwarded and waits for them to reach the cache.
         let w = |i: usize| bitmap[4 * h + i] as i64;
-        let b = _mm256_set_epi64x(w(3), w(2), w(1), w(0));
-        let frames = _mm256_and_si256(m, b);
-        // SAFETY: as for the load above.
-        unsafe { _mm256_store_si256(mask.0.as_mut_ptr().add(4 * h).cast(), frames) };
+        *f = _mm256_and_si256(*f, _mm256_set_epi64x(w(3), w(2), w(1), w(0)));
+        // SAFETY: words 4h..4h+4 of the mask (h < 4) are in bounds and aligned to 32 bytes
+        // (WordMask is repr(align(32))); we borrow the mask mutably.
+        unsafe { _mm256_store_si256(mask.0.as_mut_ptr().add(4 * h).cast(), *f) };
+        let empty = _mm256_movemask_epi8(_mm256_cmpeq_epi8(*f, zero)) as u32;
+        count += (!empty).count_ones();
+    }
+    (frames, count)
+}
+
+/// The "quad has pointers" summary of the object quads of the word mask `frames` (bit
+/// `q % 64` of word `q / 64`) and its popcount (trick 3).
+#[inline]
+#[target_feature(enable = "avx2,bmi1,bmi2,popcnt")]
+fn summary(frames: [__m256i; 4]) -> ([u64; 4], u32) {
+    let zero = _mm256_setzero_si256();
+    let low4 = _mm256_set1_epi8(0x0f);
+    let mut summary = [0u64; 4];
+    for (s, f) in summary.iter_mut().zip(frames) {
         // One byte per quad, in quad order: split each frame byte into its two nibbles; the
         // byte unpacks interleave within 128-bit lanes, the lane permutes restore the order.
-        let lo = _mm256_and_si256(frames, low4);
-        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(frames), low4);
+        let lo = _mm256_and_si256(f, low4);
+        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(f), low4);
         let (a, b) = (_mm256_unpacklo_epi8(lo, hi), _mm256_unpackhi_epi8(lo, hi));
         for (half, quads) in [
             _mm256_permute2x128_si256::<0x20>(a, b),
@@ -455,7 +416,7 @@ fn restrict(span: Span<'_>, mask: &mut WordMask) -> ([u64; 4], u32) {
         .enumerate()
         {
             let empty = _mm256_movemask_epi8(_mm256_cmpeq_epi8(quads, zero)) as u32;
-            summary[h] |= u64::from(!empty) << (32 * half);
+            *s |= u64::from(!empty) << (32 * half);
         }
     }
     summary[3] &= (1 << (2 * OBJECT_FRAMES - 192)) - 1;

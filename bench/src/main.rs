@@ -259,10 +259,7 @@ fn mark_at(t: &mut Target<'_>, job: &Job<'_>, report: &mut Report) -> Result<(),
         let marker = Marker::builder()
             .workers(n)
             .algorithm(algorithm)
-            .kernel(match kernel.name() {
-                "avx512" => KernelChoice::Avx512,
-                _ => KernelChoice::Scalar,
-            })
+            .kernel(KernelChoice::from(kernel))
             .build()
             .map_err(|e| e.to_string())?;
         runs.push(MarkerRun {

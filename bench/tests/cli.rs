@@ -83,6 +83,44 @@ fn cli_json_parses_and_chart_is_svg() {
     let _ = std::fs::remove_file(chart);
 }
 
+/// `--kernel all` runs each available tier once, and each row names the tier that ran (a merge
+/// once mapped every tier but avx512 to scalar).
+#[test]
+fn cli_each_requested_tier_runs() {
+    let out = cli(&[
+        "--workload",
+        "tree",
+        "--heap-mib",
+        "1",
+        "--repeat",
+        "1",
+        "--workers",
+        "1",
+        "--marker",
+        "green-tea",
+        "--kernel",
+        "all",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let tiers: Vec<String> = v["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter(|r| r["marker"] == "green-tea")
+        .map(|r| r["tier"].as_str().expect("tier name").to_string())
+        .collect();
+    let want: Vec<String> = sencha::Kernel::available()
+        .map(|k| k.name().to_string())
+        .collect();
+    assert_eq!(tiers, want);
+}
+
 #[test]
 fn cli_bad_arguments_fail_with_a_message() {
     for args in [

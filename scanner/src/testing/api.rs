@@ -15,7 +15,7 @@ use sencha_spans::testing::check_heap_invariants;
 use sencha_spans::{Error as HeapError, Heap, HeapConfig, Layout, SPAN_BYTES, SizeClass};
 
 use super::compare_with_oracle;
-use super::source::{PagePool, Source, lock_fixture, marker_variant};
+use super::source::{PagePool, Source, lock_fixture, marker_variant, sweep_everything};
 use crate::{Error, Roots};
 
 // ---------------------------------------------------------------------------------------------
@@ -570,16 +570,7 @@ fn reset(heap: &mut Heap, model: &Model) {
                 .expect("a custom large object of the model unregisters");
         }
     }
-    marker_variant(0)
-        .mark(heap, &Roots::new())
-        .expect("a mark from no roots");
-    heap.sweep().expect("a complete mark ran");
-    let s = heap.stats();
-    assert_eq!(
-        (s.spans, s.objects(), s.custom_spans),
-        (0, 0, 0),
-        "a sweep after a mark from no roots left objects: {s:?}"
-    );
+    sweep_everything(heap);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use sencha_spans::{Heap, HeapConfig, Layout, SPAN_BYTES, SizeClass};
 
 use super::compare_with_oracle;
-use super::source::{PagePool, Source, lock_fixture, low, marker_variant};
+use super::source::{PagePool, Source, lock_fixture, low, marker_variant, sweep_everything};
 use crate::Roots;
 
 /// Most objects one input allocates (list cells included).
@@ -57,16 +57,7 @@ impl Fixture {
             heap.unregister_span(base)
                 .expect("a custom span unregisters");
         }
-        marker_variant(0)
-            .mark(heap, &Roots::new())
-            .expect("a mark from no roots");
-        heap.sweep().expect("a complete mark ran");
-        let s = heap.stats();
-        assert_eq!(
-            (s.spans, s.objects(), s.custom_spans),
-            (0, 0, 0),
-            "a sweep after a mark from no roots left objects: {s:?}"
-        );
+        sweep_everything(heap);
         let used = self.used_pages;
         self.pool.zero(heap, 0..used);
         self.used_pages = 0;

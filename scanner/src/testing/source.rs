@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use rayon::{ThreadPool, ThreadPoolBuilder};
 use sencha_spans::{Heap, OwnedMemory, SPAN_BYTES};
 
-use crate::{Algorithm, KernelChoice, Marker};
+use crate::{Algorithm, KernelChoice, Marker, Roots};
 
 use super::SplitMix64;
 
@@ -270,4 +270,19 @@ pub(crate) fn lock_fixture<T>(m: &Mutex<Option<T>>) -> MutexGuard<'_, Option<T>>
             g
         }
     }
+}
+
+/// Frees every object left in `heap` (its custom spans and large objects already
+/// unregistered): a mark from no roots, a sweep, and an assertion that nothing is left.
+pub(crate) fn sweep_everything(heap: &mut Heap) {
+    marker_variant(0)
+        .mark(heap, &Roots::new())
+        .expect("a mark from no roots");
+    heap.sweep().expect("a complete mark ran");
+    let s = heap.stats();
+    assert_eq!(
+        (s.spans, s.objects(), s.custom_spans),
+        (0, 0, 0),
+        "a sweep after a mark from no roots left objects: {s:?}"
+    );
 }

@@ -184,17 +184,23 @@ int sencha_boehm_build_list(size_t n)
     }
     forget();
     int rc = SENCHA_BOEHM_OK;
-    struct cell *head = NULL;
+    struct cell *head = NULL, *prev = NULL;
     GC_disable(); /* as for the tree: `head` alone keeps the cells, and it may sit in a register */
+    /* Linked in allocation order, head first, as the Rust workload is. */
     for (size_t i = 0; i < n; i++) {
         struct cell *c = GC_generic_malloc(sizeof(struct cell), kind_ptr1);
         if (c == NULL) {
             rc = SENCHA_BOEHM_OUT_OF_MEMORY;
             goto done;
         }
-        c->next = head;
+        c->next = NULL;
         c->value = i;
-        head = c;
+        if (prev == NULL) {
+            head = c;
+        } else {
+            prev->next = c;
+        }
+        prev = c;
     }
     root = head;
     shape = SHAPE_LIST;
@@ -352,10 +358,10 @@ static void check_tree(struct sencha_boehm_check *out)
 
 static void check_list(struct sencha_boehm_check *out)
 {
-    /* The head is the last cell allocated: values run n-1, n-2, ..., 0. */
+    /* The head is the first cell allocated: values run 0, 1, ..., n-1. */
     struct cell *c = root;
     for (size_t i = 0; i < shape_n; i++) {
-        if (c == NULL || !GC_is_marked(c) || c->value != shape_n - 1 - i) {
+        if (c == NULL || !GC_is_marked(c) || c->value != i) {
             out->bad++;
             return;
         }

@@ -10,7 +10,7 @@
 //!   seed 42: first all N class draws (`r % W`), then the 2·N edge draws (`% N`). ~398 MiB live.
 //!
 //! The others stress the known worst cases of span marking and the large-object path:
-//! [`Kind::List`] (one long linked list), [`Kind::Shuffled`] (the tree, nodes allocated in
+//! [`Kind::List`] (2^22 cells linked in allocation order, head first), [`Kind::Shuffled`] (the tree, nodes allocated in
 //! random order), [`Kind::Arrays`] (large pointer arrays, scanned in chunks) and
 //! [`Kind::Document`] (a parsed-JSON-like tree of maps, arrays and noscan strings).
 //! `scale` multiplies each one's object count.
@@ -283,15 +283,17 @@ fn graph(heap: &mut Heap, n: usize, progress: &mut dyn FnMut(f64)) -> Built {
     Ok(Roots::precise([root]))
 }
 
-/// One list of `n` cons cells `{next, value}`, allocated head last.
+/// One list of `n` cons cells `{next, value}`, linked in allocation order: the head is the
+/// first cell allocated (value 0), each cell points to the one allocated after it.
 fn list(heap: &mut Heap, n: usize, progress: &mut dyn FnMut(f64)) -> Built {
     let cell = Layout::with_pointers(16, 0b01)?;
-    let mut head = 0usize;
-    for i in 0..n {
+    let head = heap.alloc(&cell)?;
+    let mut prev = head;
+    for i in 1..n {
         let c = heap.alloc(&cell)?;
-        heap.write_word(c, 0, head)?;
         heap.write_word(c, 1, i)?;
-        head = c;
+        heap.write_word(prev, 0, c)?;
+        prev = c;
         if i % (1 << 18) == 0 {
             progress(i as f64 / n as f64);
         }

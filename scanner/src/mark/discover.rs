@@ -4,7 +4,7 @@
 //! itself (baseline); plus the object-at-a-time scans (one small object, a chunk of a large
 //! one) that feed discovery. The span scans that feed it in bulk are in `span_scan`.
 
-use sencha_spans::protocol::Target;
+use sencha_spans::protocol::{MarkSpan, Target};
 use sencha_spans::span::{MARK_LINE_OFFSET, SPAN_BYTES};
 use sencha_spans::{LargeObject, SizeClass, Span};
 
@@ -31,16 +31,40 @@ pub(crate) struct Sink<'s, 'h> {
     pub(crate) shared: &'s Shared<'h>,
     pub(crate) local: LocalQueues<'h>,
     pub(crate) stats: WorkerStats,
-    /// Base of the span being scanned (0: none, or in-place scanning is off).
+    /// Base of the span being scanned ([`NO_SPAN`]: none, or in-place scanning is off).
     pub(crate) current: usize,
+    /// The span being scanned and its class (meaningful while `current` is its base).
+    pub(crate) cur: Option<(MarkSpan<'h>, SizeClass)>,
     /// Objects of the current span this worker marked while scanning it.
     pub(crate) found: Vec<u32>,
 }
+
+/// `Sink::current` when no span is being scanned in place: no span base (which has its low
+/// bits clear) equals it.
+pub(crate) const NO_SPAN: usize = usize::MAX;
 
 impl<'h> Sink<'_, 'h> {
     /// Discovers pointer `p` (DESIGN §5): mark, and queue what must be scanned.
     #[inline]
     pub(crate) fn discover(&mut self, p: usize) {
+        if p & !(SPAN_BYTES - 1) == self.current
+            && let Some((span, class)) = self.cur
+        {
+            // A pointer into the span being scanned: address arithmetic, no page-map lookup
+            // (the span is registered: it is being scanned). The scan takes it next
+            // (DESIGN §5.5).
+            if let Some(index) = class.index_of(p - self.current)
+                && span.try_mark(index, self.shared.exclusive)
+            {
+                if self.shared.prefetch {
+                    // Its first line is read by the scan's next round: a miss started now
+                    // overlaps with the rest of this round (DESIGN §5.4).
+                    prefetch(self.current + index * class.bytes());
+                }
+                self.found.push(index as u32);
+            }
+            return;
+        }
         match self.shared.session.resolve(p) {
             Target::NotInHeap => {}
             Target::Small {
@@ -55,11 +79,7 @@ impl<'h> Sink<'_, 'h> {
                 }
                 match self.shared.algorithm {
                     Algorithm::GreenTea => {
-                        if span.span().base() == self.current {
-                            // A pointer into the span being scanned: the scan's next round
-                            // takes it, without a queue round trip (DESIGN §5.5).
-                            self.found.push(index as u32);
-                        } else if span.acquire(ex) {
+                        if span.acquire(ex) {
                             let w = SpanWork {
                                 span,
                                 index: index as u32,

@@ -23,6 +23,7 @@ impl<'h> Ctx<'_, 'h> {
         let class = span.class();
         if self.sink.shared.in_place {
             self.sink.current = span.base();
+            self.sink.cur = Some((mark, class));
         }
         self.sink.found.clear();
         if mark.release() == Owner::One {
@@ -60,7 +61,8 @@ impl<'h> Ctx<'_, 'h> {
             }
             self.scan_grey(span, class, &grey);
         }
-        self.sink.current = 0;
+        self.sink.current = super::discover::NO_SPAN;
+        self.sink.cur = None;
     }
 
     /// Scans the grey objects `grey` of `span`: through the kernel when dense, one by one when

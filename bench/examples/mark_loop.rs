@@ -8,9 +8,9 @@
 //!
 //! Arguments, all optional: workload, workers, marks per variant, `green-tea` or `baseline`,
 //! kernel tier (`auto`, `scalar`, `avx2`, `avx512`), scale, and comma-separated variants
-//! (`default`, `no-prefetch`, `no-in-place`), run in turn each round. Prints per variant the
+//! (`default`, `no-prefetch`, `no-in-place`, `fifo`, `lifo`), run in turn each round. Prints per variant the
 //! median and minimum mark time and the scan counters of its last mark.
-use sencha::{Algorithm, KernelChoice, Marker};
+use sencha::{Algorithm, KernelChoice, Marker, SpanOrder};
 use sencha_bench::workload::{self, Kind};
 use std::time::Instant;
 
@@ -46,6 +46,8 @@ fn main() {
                 "default" => b,
                 "no-prefetch" => b.prefetch(false),
                 "no-in-place" => b.in_place_scanning(false),
+                "fifo" => b.span_order(SpanOrder::Fifo),
+                "lifo" => b.span_order(SpanOrder::Lifo),
                 other => panic!("unknown variant {other}"),
             }
             .build()

@@ -95,8 +95,8 @@ pub mod testing;
 
 pub use error::Error;
 pub use kernel::{Kernel, KernelChoice};
-pub use mark::Algorithm;
 pub use mark::reference;
+pub use mark::{Algorithm, SpanOrder};
 pub use marker::{Marker, MarkerBuilder};
 pub use roots::Roots;
 pub use sencha_spans as spans;

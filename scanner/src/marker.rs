@@ -7,7 +7,7 @@ use sencha_spans::Heap;
 
 use crate::error::Error;
 use crate::kernel::{Kernel, KernelChoice};
-use crate::mark::Algorithm;
+use crate::mark::{Algorithm, SpanOrder};
 use crate::roots::Roots;
 use crate::stats::MarkStats;
 
@@ -33,6 +33,7 @@ pub struct MarkerBuilder {
     algorithm: Algorithm,
     no_in_place: bool,
     no_prefetch: bool,
+    span_order: SpanOrder,
     #[cfg(any(test, feature = "testing"))]
     panic_at: Option<u64>,
 }
@@ -50,6 +51,13 @@ impl MarkerBuilder {
     /// scan gathered before marking them (default: on; DESIGN §5.4). Off, for measuring.
     pub fn prefetch(mut self, on: bool) -> Self {
         self.no_prefetch = !on;
+        self
+    }
+
+    /// The order in which a Green Tea worker takes the spans it queued (default:
+    /// [`SpanOrder::Adaptive`]; DESIGN §5.6). The fixed orders are for measuring.
+    pub fn span_order(mut self, order: SpanOrder) -> Self {
+        self.span_order = order;
         self
     }
 
@@ -124,6 +132,7 @@ impl MarkerBuilder {
             algorithm: self.algorithm,
             in_place: !self.no_in_place,
             prefetch: !self.no_prefetch,
+            span_order: self.span_order,
             #[cfg(any(test, feature = "testing"))]
             panic_at: self.panic_at,
         })
@@ -157,6 +166,7 @@ pub struct Marker {
     algorithm: Algorithm,
     in_place: bool,
     prefetch: bool,
+    span_order: SpanOrder,
     #[cfg(any(test, feature = "testing"))]
     panic_at: Option<u64>,
 }
@@ -211,6 +221,7 @@ impl Marker {
             algorithm: self.algorithm,
             in_place: self.in_place,
             prefetch: self.prefetch,
+            span_order: self.span_order,
             #[cfg(any(test, feature = "testing"))]
             panic_at: self.panic_at,
         };

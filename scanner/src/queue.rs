@@ -1,9 +1,11 @@
 //! Work queues: per-worker span and object deques over crossbeam-deque, and the root injector.
 //!
 //! Each worker owns
-//! - a **FIFO span deque** of [`SpanWork`]: a span queued by the mark that took its ownership,
-//!   with the index of that object riding along. FIFO, as in Go's Green Tea, so that a span waits
-//!   in the queue and collects more grey objects before it is scanned;
+//! - a **span buffer and deque** of [`SpanWork`]: a span queued by the mark that took its
+//!   ownership, with the index of that object riding along. The worker takes its own spans in
+//!   the order [`OrderState`] decides: oldest first (as in Go's Green Tea, so that a span waits
+//!   in the queue and collects more grey objects before it is scanned) or, on heaps that show
+//!   allocation order, newest first (DESIGN §5.6); thieves take the oldest;
 //! - a **LIFO object deque** of [`ObjWork`]: chunks of large objects (and, for the baseline
 //!   marker, every grey object), depth-first as classic markers do;
 //!
@@ -18,6 +20,8 @@ use std::collections::VecDeque;
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use sencha_spans::protocol::MarkSpan;
 use sencha_spans::{LargeObject, SizeClass, Span};
+
+use crate::mark::SpanOrder;
 
 /// A queued span and the object whose mark queued it.
 #[derive(Clone, Copy, Debug)]
@@ -76,9 +80,59 @@ impl std::fmt::Debug for SharedQueues<'_> {
     }
 }
 
+/// Objects a worker scans between two decisions of [`SpanOrder::Adaptive`].
+pub(crate) const ORDER_WINDOW: u32 = 1024;
+
+/// A worker's span order: fixed, or decided from what its span scans observe.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OrderState {
+    order: SpanOrder,
+    /// Newest first now.
+    lifo: bool,
+    /// Objects scanned since the last decision, and how many of them were found by
+    /// following a pointer inside the span being scanned (halved at each decision, so older
+    /// windows count half as much).
+    scanned: u32,
+    followed: u32,
+}
+
+impl OrderState {
+    pub(crate) fn new(order: SpanOrder) -> Self {
+        OrderState {
+            order,
+            lifo: order == SpanOrder::Lifo,
+            scanned: 0,
+            followed: 0,
+        }
+    }
+
+    /// Whether the worker takes its newest span first.
+    #[inline]
+    pub(crate) fn lifo(&self) -> bool {
+        self.lifo
+    }
+
+    /// One span scan: `taken` objects were grey when the span was taken from a queue,
+    /// `followed` more were found in it by the scan itself. Under [`SpanOrder::Adaptive`],
+    /// every [`ORDER_WINDOW`] objects the worker goes newest first when most were followed.
+    #[inline]
+    pub(crate) fn observe(&mut self, taken: u32, followed: u32) {
+        if self.order != SpanOrder::Adaptive {
+            return;
+        }
+        self.scanned += taken + followed;
+        self.followed += followed;
+        if self.scanned >= ORDER_WINDOW {
+            self.lifo = 2 * self.followed > self.scanned;
+            self.scanned /= 2;
+            self.followed /= 2;
+        }
+    }
+}
+
 /// A worker's own queues: private buffers it pushes to and pops from without atomics, and
-/// the public deques others steal from. Work moves from a buffer to its deque (the newer half
-/// of the span buffer, the older half of the object buffer)
+/// the public deques others steal from. Work moves from a buffer to its deque (the half of the
+/// span buffer the worker would take last, the older half of the object buffer)
 /// when the buffer holds at least [`PUBLISH_MIN`] items, some worker is idle and the deque is
 /// empty — as Go's per-P work buffers do — so a lone worker pays no fences per item.
 pub(crate) struct LocalQueues<'h> {
@@ -86,6 +140,7 @@ pub(crate) struct LocalQueues<'h> {
     pub(crate) obj_buf: Vec<ObjWork<'h>>,
     pub(crate) spans: Worker<SpanWork<'h>>,
     pub(crate) objects: Worker<ObjWork<'h>>,
+    pub(crate) order: OrderState,
 }
 
 /// Buffered items at which a worker starts sharing with idle workers.
@@ -125,7 +180,12 @@ impl<'h> LocalQueues<'h> {
         if let Some(o) = self.obj_buf.pop() {
             return Some(Task::Obj(o));
         }
-        if let Some(s) = self.span_buf.pop_front() {
+        let span = if self.order.lifo() {
+            self.span_buf.pop_back()
+        } else {
+            self.span_buf.pop_front()
+        };
+        if let Some(s) = span {
             return Some(Task::Span(s));
         }
         if let Some(o) = self.objects.pop() {
@@ -144,11 +204,18 @@ impl<'h> LocalQueues<'h> {
         }
     }
 
-    /// Moves the newer half of the span buffer to the stealable deque, if that is empty.
+    /// Moves the half of the span buffer this worker would take last to the stealable deque,
+    /// if that is empty: the newer half when it takes oldest first, the older half when it
+    /// takes newest first (it keeps the spans next to where it is working).
     fn publish_spans(&mut self) {
         if self.spans.is_empty() {
-            let half = self.span_buf.len() / 2;
-            for s in self.span_buf.drain(half..) {
+            let len = self.span_buf.len();
+            let given = if self.order.lifo() {
+                0..len / 2
+            } else {
+                len / 2..len
+            };
+            for s in self.span_buf.drain(given) {
                 self.spans.push(s);
             }
         }
@@ -156,13 +223,18 @@ impl<'h> LocalQueues<'h> {
 }
 
 /// Makes the deques of `workers` workers and the injector holding `roots` roots in chunks.
-pub(crate) fn make<'h>(workers: usize, roots: usize) -> (SharedQueues<'h>, Vec<LocalQueues<'h>>) {
+pub(crate) fn make<'h>(
+    workers: usize,
+    roots: usize,
+    order: SpanOrder,
+) -> (SharedQueues<'h>, Vec<LocalQueues<'h>>) {
     let locals: Vec<LocalQueues<'h>> = (0..workers)
         .map(|_| LocalQueues {
             span_buf: VecDeque::new(),
             obj_buf: Vec::new(),
             spans: Worker::new_fifo(),
             objects: Worker::new_lifo(),
+            order: OrderState::new(order),
         })
         .collect();
     let injector = Injector::new();
@@ -236,4 +308,41 @@ fn next_random(state: &mut u64) -> u64 {
     x ^= x >> 27;
     *state = x;
     x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decide(order: SpanOrder, steps: &[(u32, u32)]) -> bool {
+        let mut s = OrderState::new(order);
+        for &(taken, followed) in steps {
+            s.observe(taken, followed);
+        }
+        s.lifo()
+    }
+
+    #[test]
+    fn adaptive_order_follows_what_the_scans_observe() {
+        // Before a full window: oldest first, whatever was seen.
+        assert!(!decide(SpanOrder::Adaptive, &[(1, 30); 30]));
+        // Mostly followed in place (a heap in allocation order): newest first.
+        assert!(decide(SpanOrder::Adaptive, &[(1, 30); 40]));
+        // Mostly taken from queues (batched): oldest first.
+        assert!(!decide(SpanOrder::Adaptive, &[(30, 1); 40]));
+        // Exactly half followed is not most.
+        assert!(!decide(SpanOrder::Adaptive, &[(16, 16); 40]));
+        // The heap changes shape: the order follows within a few windows.
+        let mut steps = vec![(1, 30); 40];
+        steps.extend([(30, 0); 120]);
+        assert!(!decide(SpanOrder::Adaptive, &steps));
+        steps.extend([(0, 30); 120]);
+        assert!(decide(SpanOrder::Adaptive, &steps));
+    }
+
+    #[test]
+    fn fixed_orders_ignore_observations() {
+        assert!(!decide(SpanOrder::Fifo, &[(1, 30); 100]));
+        assert!(decide(SpanOrder::Lifo, &[(30, 0); 100]));
+    }
 }

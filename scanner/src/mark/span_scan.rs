@@ -26,6 +26,10 @@ impl<'h> Ctx<'_, 'h> {
             self.sink.cur = Some((mark, class));
         }
         self.sink.found.clear();
+        // Objects grey when the span was taken, and objects this scan found in it itself:
+        // what the span order adapts to (`queue::OrderState`).
+        let mut taken = 1;
+        let mut followed = 0;
         if mark.release() == Owner::One {
             // Nobody marked anything else here since the span was queued: only the object
             // that queued it is new. Its scanned bit still decides, so it is scanned once.
@@ -35,12 +39,14 @@ impl<'h> Ctx<'_, 'h> {
             }
         } else {
             let grey = mark.take_grey(self.sink.shared.exclusive);
+            taken = grey.iter().map(|g| g.count_ones()).sum();
             self.scan_grey(span, class, &grey);
         }
         // Rounds over the objects this worker marked in this span while scanning it. Claiming
         // them through the scanned bits keeps "scanned once" if another worker's dense scan of
         // the same span took some of them first.
         while let Some(&last) = self.sink.found.last() {
+            followed += self.sink.found.len() as u32;
             if self.sink.found.len() == 1 {
                 // A chain (one new object per step): follow it without building a round.
                 self.sink.found.clear();
@@ -63,6 +69,7 @@ impl<'h> Ctx<'_, 'h> {
         }
         self.sink.current = super::discover::NO_SPAN;
         self.sink.cur = None;
+        self.sink.local.order.observe(taken, followed);
     }
 
     /// Scans the grey objects `grey` of `span`: through the kernel when dense, one by one when

@@ -4,6 +4,7 @@ mod bad_input;
 mod fuzz;
 mod markers;
 mod medium;
+mod order;
 mod roots;
 #[cfg(all(target_os = "linux", target_arch = "x86_64", not(miri)))]
 #[allow(unsafe_code)] // the example runtime's signal handler and stack reads

@@ -16,7 +16,8 @@
 use sencha::spans::{Error as HeapError, MarkState, OwnedMemory};
 use sencha::testing::{HeapSpec, check_marker, random_heap};
 use sencha::{
-    Algorithm, Error, Heap, HeapConfig, KernelChoice, Layout, Marker, Roots, SizeClass, reference,
+    Algorithm, Error, Heap, HeapConfig, KernelChoice, Layout, Marker, Roots, SizeClass, SpanOrder,
+    reference,
 };
 
 use crate::{scaled, with_timeout};
@@ -282,19 +283,26 @@ fn mark_stats_count_only_allocated_objects() {
     }
 }
 
-/// Every marker variant (in-place scanning and prefetch off, each kernel) agrees with the
-/// oracle at 1 to 16 workers.
+/// Every marker variant (in-place scanning and prefetch off, each fixed span order, each
+/// kernel) agrees with the oracle at 1 to 16 workers.
 #[test]
 fn marker_variants_match_oracle() {
     with_timeout(300, || {
         let mut markers = Vec::new();
         for workers in [1, 2, 4, 8, 16] {
-            for (in_place, prefetch) in [(false, true), (true, false), (false, false)] {
+            for (in_place, prefetch, order) in [
+                (false, true, SpanOrder::Adaptive),
+                (true, false, SpanOrder::Adaptive),
+                (false, false, SpanOrder::Adaptive),
+                (true, true, SpanOrder::Fifo),
+                (true, true, SpanOrder::Lifo),
+            ] {
                 markers.push(
                     Marker::builder()
                         .workers(workers)
                         .in_place_scanning(in_place)
                         .prefetch(prefetch)
+                        .span_order(order)
                         .kernel(KernelChoice::Scalar)
                         .build()
                         .unwrap(),
@@ -304,6 +312,7 @@ fn marker_variants_match_oracle() {
                         .workers(workers)
                         .in_place_scanning(in_place)
                         .prefetch(prefetch)
+                        .span_order(order)
                         .build()
                         .unwrap(),
                 );

@@ -55,7 +55,7 @@ impl MarkerBuilder {
     }
 
     /// The order in which a Green Tea worker takes the spans it queued (default:
-    /// [`SpanOrder::Adaptive`]; DESIGN §5.6). The fixed orders are for measuring.
+    /// [`SpanOrder::Adaptive`]; DESIGN §5.7). The fixed orders are for measuring.
     pub fn span_order(mut self, order: SpanOrder) -> Self {
         self.span_order = order;
         self

@@ -5,7 +5,7 @@
 //!   ownership, with the index of that object riding along. The worker takes its own spans in
 //!   the order [`OrderState`] decides: oldest first (as in Go's Green Tea, so that a span waits
 //!   in the queue and collects more grey objects before it is scanned) or, on heaps that show
-//!   allocation order, newest first (DESIGN §5.6); thieves take the oldest;
+//!   allocation order, newest first (DESIGN §5.7); thieves take the oldest;
 //! - a **LIFO object deque** of [`ObjWork`]: chunks of large objects (and, for the baseline
 //!   marker, every grey object), depth-first as classic markers do;
 //!

@@ -59,7 +59,7 @@ impl Algorithm {
     }
 }
 
-/// The order in which a Green Tea worker takes the spans it queued itself (DESIGN §5.6).
+/// The order in which a Green Tea worker takes the spans it queued itself (DESIGN §5.7).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum SpanOrder {
     /// Oldest first while the heap shows no allocation order, newest first while it does: each

@@ -1,4 +1,4 @@
-//! The adaptive span order (DESIGN §5.6): it goes newest first on a heap laid out in
+//! The adaptive span order (DESIGN §5.7): it goes newest first on a heap laid out in
 //! allocation order and stays oldest first on one without, and every order marks exactly what
 //! the oracle marks.
 

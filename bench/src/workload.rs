@@ -10,8 +10,9 @@
 //!   seed 42: first all N class draws (`r % W`), then the 2·N edge draws (`% N`). ~398 MiB live.
 //!
 //! The others stress the known worst cases of span marking and the large-object path:
-//! [`Kind::List`] (2^22 cells linked in allocation order, head first), [`Kind::Shuffled`] (the tree, nodes allocated in
-//! random order), [`Kind::Arrays`] (large pointer arrays, scanned in chunks) and
+//! [`Kind::List`] (2^22 cells linked in allocation order, head first), [`Kind::Shuffled`]
+//! (the tree, nodes allocated in random order), [`Kind::Arrays`] (large pointer arrays,
+//! scanned in chunks) and
 //! [`Kind::Document`] (a parsed-JSON-like tree of maps, arrays and noscan strings).
 //! `scale` multiplies each one's object count.
 

@@ -31,35 +31,30 @@ pub(crate) struct Sink<'s, 'h> {
     pub(crate) shared: &'s Shared<'h>,
     pub(crate) local: LocalQueues<'h>,
     pub(crate) stats: WorkerStats,
-    /// Base of the span being scanned ([`NO_SPAN`]: none, or in-place scanning is off).
-    pub(crate) current: usize,
-    /// The span being scanned and its class (meaningful while `current` is its base).
+    /// The span being scanned and its class (`None`: none, or in-place scanning is off).
     pub(crate) cur: Option<(MarkSpan<'h>, SizeClass)>,
     /// Objects of the current span this worker marked while scanning it.
     pub(crate) found: Vec<u32>,
 }
 
-/// `Sink::current` when no span is being scanned in place: no span base (which has its low
-/// bits clear) equals it.
-pub(crate) const NO_SPAN: usize = usize::MAX;
-
 impl<'h> Sink<'_, 'h> {
     /// Discovers pointer `p` (DESIGN §5): mark, and queue what must be scanned.
     #[inline]
     pub(crate) fn discover(&mut self, p: usize) {
-        if p & !(SPAN_BYTES - 1) == self.current
-            && let Some((span, class)) = self.cur
+        if let Some((span, class)) = self.cur
+            && p & !(SPAN_BYTES - 1) == span.span().base()
         {
+            let base = span.span().base();
             // A pointer into the span being scanned: address arithmetic, no page-map lookup
             // (the span is registered: it is being scanned). The scan takes it next
             // (DESIGN §5.5).
-            if let Some(index) = class.index_of(p - self.current)
+            if let Some(index) = class.index_of(p - base)
                 && span.try_mark(index, self.shared.exclusive)
             {
                 if self.shared.prefetch {
                     // Its first line is read by the scan's next round: a miss started now
                     // overlaps with the rest of this round (DESIGN §5.4).
-                    prefetch(self.current + index * class.bytes());
+                    prefetch(base + index * class.bytes());
                 }
                 self.found.push(index as u32);
             }

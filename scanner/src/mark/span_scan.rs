@@ -22,7 +22,6 @@ impl<'h> Ctx<'_, 'h> {
         let span = mark.span();
         let class = span.class();
         if self.sink.shared.in_place {
-            self.sink.current = span.base();
             self.sink.cur = Some((mark, class));
         }
         self.sink.found.clear();
@@ -39,8 +38,7 @@ impl<'h> Ctx<'_, 'h> {
             }
         } else {
             let grey = mark.take_grey(self.sink.shared.exclusive);
-            taken = grey.iter().map(|g| g.count_ones()).sum();
-            self.scan_grey(span, class, &grey);
+            taken = self.scan_grey(span, class, &grey);
         }
         // Rounds over the objects this worker marked in this span while scanning it. Claiming
         // them through the scanned bits keeps "scanned once" if another worker's dense scan of
@@ -67,17 +65,16 @@ impl<'h> Ctx<'_, 'h> {
             }
             self.scan_grey(span, class, &grey);
         }
-        self.sink.current = super::discover::NO_SPAN;
         self.sink.cur = None;
         self.sink.local.order.observe(taken, followed);
     }
 
     /// Scans the grey objects `grey` of `span`: through the kernel when dense, one by one when
-    /// sparse.
-    fn scan_grey(&mut self, span: Span<'h>, class: SizeClass, grey: &[u64; LINE_WORDS]) {
+    /// sparse. Returns how many there were.
+    fn scan_grey(&mut self, span: Span<'h>, class: SizeClass, grey: &[u64; LINE_WORDS]) -> u32 {
         let n: u32 = grey.iter().map(|g| g.count_ones()).sum();
         if n == 0 {
-            return;
+            return 0;
         }
         if n as usize >= self.sink.shared.dense_min[class.words()] as usize {
             self.sink.stats.spans_dense += 1;
@@ -98,5 +95,6 @@ impl<'h> Ctx<'_, 'h> {
                 }
             }
         }
+        n
     }
 }

@@ -33,7 +33,6 @@ impl<'s, 'h> Ctx<'s, 'h> {
                 shared,
                 local,
                 stats: WorkerStats::default(),
-                current: super::discover::NO_SPAN,
                 cur: None,
                 found: Vec::new(),
             },
